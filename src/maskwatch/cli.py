@@ -1,0 +1,254 @@
+"""`maskwatch` command line: argument parsing and console output only."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from maskwatch.types import LABELS, FrameResult
+
+log = logging.getLogger("maskwatch")
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="maskwatch", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("detect", help="find faces in photos and label their masks")
+    d.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    d.add_argument("--out-dir", type=Path, help="write an annotated copy of each image here")
+    d.add_argument("--json", type=Path, help="write one JSON object per image (JSON Lines) to this file")
+    d.add_argument("--csv", type=Path, help="write one row per face to this CSV file")
+    add_model_options(d)
+
+    e = sub.add_parser("evaluate", help="score the pipeline on annotated photos")
+    e.add_argument("annotations", type=Path, help="maskwatch JSON file, or a folder of Pascal VOC .xml files")
+    e.add_argument("--out-dir", type=Path, default=Path("out/evaluate"),
+                   help="where metrics.json, predictions.jsonl and the plots go. Default: out/evaluate")
+    add_model_options(e)
+
+    t = sub.add_parser("train", help="train the mask classifier and export it to ONNX (needs the train extra)")
+    t.add_argument("--data", type=Path, default=Path("../shared/data"), help="data folder. Default: ../shared/data")
+    t.add_argument("--out", type=Path, default=Path("out/train/classifier.onnx"),
+                   help="ONNX file to write (its card goes beside it as .json). Default: out/train/classifier.onnx")
+    t.add_argument("--cache", type=Path, default=Path("cache"), help="aligned crops are cached here. Default: cache")
+    t.add_argument("--epochs", type=int, default=30, help="Default: 30")
+    t.add_argument("--seed", type=int, default=0, help="Default: 0")
+    return p
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    from maskwatch.detect import DetectorConfig
+
+    dc = DetectorConfig()
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="p(mask) a face needs to count as properly masked; raise it to flag more faces. Default: 0.5")
+    p.add_argument("--det-threshold", type=float, default=dc.threshold,
+                   help=f"face detector score; lower finds more faces and more false ones. Default: {dc.threshold}")
+    p.add_argument("--scale", type=float, default=None,
+                   help="detector input scale; default: per image (small photos upscaled, huge ones shrunk)")
+    p.add_argument("--min-side", type=int, default=dc.min_side,
+                   help=f"photos smaller than this are also run upscaled to it, for tiny faces. Default: {dc.min_side}")
+    p.add_argument("--max-side", type=int, default=dc.max_side,
+                   help=f"larger photos are shrunk to this long side (memory, time). Default: {dc.max_side}")
+    p.add_argument("--classifier", type=Path, default=None, help="ONNX classifier to use instead of the shipped one")
+
+
+def make_pipeline(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from maskwatch.detect import DetectorConfig
+    from maskwatch.pipeline import Pipeline, PipelineConfig
+
+    det = replace(DetectorConfig(), threshold=args.det_threshold, scale=args.scale,
+                  min_side=args.min_side, max_side=args.max_side)
+    return Pipeline(PipelineConfig(detector=det, threshold=args.threshold, classifier=args.classifier))
+
+
+@contextmanager
+def progress_bar(total: int, label: str, enabled: bool) -> Iterator:
+    """A rich progress bar on stderr; a no-op callable when disabled."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
+
+
+def summary(result: FrameResult) -> str:
+    counts = result.counts()
+    n = len(result.faces)
+    share = f", {counts['mask'] / n:.0%} properly masked" if n else ""
+    parts = ", ".join(f"{counts[k]} {k}" for k in LABELS)
+    return f"{n} face{'s' * (n != 1)} ({parts}){share}"
+
+
+def output_names(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """(image path, name relative to --out-dir): folder inputs keep their inner layout."""
+    from maskwatch.decode import list_images
+
+    pairs = []
+    for raw in inputs:
+        root = Path(raw)
+        for path in list_images([root]):
+            pairs.append((path, path.relative_to(root) if root.is_dir() else Path(path.name)))
+    return pairs
+
+
+def annotated_name(rel: Path) -> Path:
+    return rel if rel.suffix.lower() == ".png" else rel.with_suffix(".jpg")
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from maskwatch.decode import DecodeError, decode_file
+
+    pairs = output_names(args.inputs)
+    pipeline = make_pipeline(args)
+    totals = {k: 0 for k in LABELS}
+    failed, done, t0 = 0, 0, time.perf_counter()
+    json_fh = open_out(args.json)
+    csv_writer, csv_fh = None, open_out(args.csv)
+    if csv_fh:
+        csv_writer = csv.writer(csv_fh)
+        csv_writer.writerow(["image", "face", "x1", "y1", "x2", "y2", "score", "label", "confidence",
+                             *(f"p_{k}" for k in LABELS)])
+    try:
+        with progress_bar(len(pairs), "detect", len(pairs) > 1 and sys.stderr.isatty()) as advance:
+            for path, rel in pairs:
+                t = time.perf_counter()
+                try:
+                    decoded = decode_file(path)
+                    result = pipeline.analyze_decoded(decoded, str(path))
+                except (DecodeError, OSError) as exc:
+                    failed += 1
+                    print(f"{path}: skipped: {exc}", file=sys.stderr)
+                    write_line(json_fh, FrameResult.failed(str(path), str(exc)).to_dict())
+                    advance()
+                    continue
+                if args.out_dir:
+                    save_image(pipeline.annotated(decoded, result), args.out_dir / annotated_name(rel))
+                write_line(json_fh, result.to_dict())
+                if csv_writer:
+                    write_csv_rows(csv_writer, result)
+                for k, v in result.counts().items():
+                    totals[k] += v
+                done += 1
+                print(f"{path}: {summary(result)} [{(time.perf_counter() - t) * 1000:.0f} ms]")
+                advance()
+    finally:
+        for fh in (json_fh, csv_fh):
+            if fh:
+                fh.close()
+    n = sum(totals.values())
+    share = f", {totals['mask'] / n:.0%} properly masked" if n else ""
+    print(f"run: {done} image{'s' * (done != 1)} ({failed} failed), {n} faces: "
+          + ", ".join(f"{totals[k]} {k}" for k in LABELS) + share
+          + f" [{time.perf_counter() - t0:.1f} s]")
+    for target, what in ((args.out_dir, "annotated images"), (args.json, "JSON lines"), (args.csv, "CSV")):
+        if target:
+            print(f"{what}: {target}")
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def open_out(path: Path | None):
+    if path is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w", encoding="utf-8", newline="")
+
+
+def write_line(fh, obj: dict) -> None:
+    if fh:
+        fh.write(json.dumps(obj) + "\n")
+        fh.flush()
+
+
+def write_csv_rows(writer, result: FrameResult) -> None:
+    for i, f in enumerate(result.faces):
+        probs = f.probs or {}
+        writer.writerow([result.image, i, *(round(v, 2) for v in f.box), round(f.score, 4), f.label,
+                         round(f.confidence or 0.0, 4), *(round(probs.get(k, 0.0), 4) for k in LABELS)])
+
+
+def save_image(rgb, path: Path) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 92] if path.suffix == ".jpg" else []
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params):
+        raise OSError(f"{path}: could not write image")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from maskwatch import evaluate
+    from maskwatch.decode import DecodeError
+
+    annotated = evaluate.load_annotations(args.annotations)
+    pipeline = make_pipeline(args)
+
+    def analyze(path: str) -> FrameResult:
+        try:
+            return pipeline.analyze(path)
+        except (DecodeError, OSError) as exc:
+            return FrameResult.failed(path, str(exc))
+
+    with progress_bar(len(annotated), "evaluate", sys.stderr.isatty()) as advance:
+        metrics = evaluate.run(args.annotations, analyze, args.out_dir, args.threshold, progress=advance)
+    print(evaluate.format_report(metrics))
+    print(f"figures: {args.out_dir / 'metrics.json'}; plots: "
+          + ", ".join(str(args.out_dir / p) for p in metrics["plots"]))
+    return EXIT_SOME_FAILED if metrics["failed_images"] else EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("maskwatch train needs torch: pip install 'maskwatch[train]' (torch==2.13.0, CPU)", file=sys.stderr)
+        return EXIT_USAGE
+    from maskwatch import train
+
+    if not (args.data / "detection" / "train.json").is_file():
+        print(f"{args.data}: no detection/train.json here (see --data)", file=sys.stderr)
+        return EXIT_USAGE
+    card = train.run(args.data, args.out, args.cache, train.TrainConfig(epochs=args.epochs, seed=args.seed))
+    figures = {k: round(v, 4) for k, v in card["val_crops_calibrated"].items()}
+    print(f"wrote {args.out} (best epoch {card['best_epoch']}, temperature {card['temperature']}); val crops: {figures}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train}
+    try:
+        return commands[args.command](args)
+    except FileNotFoundError as exc:
+        print(f"maskwatch {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"maskwatch {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
