@@ -228,7 +228,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     card = train.run(args.data, args.out, args.cache, train.TrainConfig(epochs=args.epochs, seed=args.seed))
     figures = {k: round(v, 4) for k, v in card["val_crops_calibrated"].items()}
-    print(f"wrote {args.out} (best epoch {card['best_epoch']}, temperature {card['temperature']}); val crops: {figures}")
+    print(f"wrote {args.out} (best epoch {card['best_epoch']}, temperature {card['temperature']})")
+    print(f"val crops: {figures}")
     return EXIT_OK
 
 
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"maskwatch {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         print(f"maskwatch {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -52,7 +52,7 @@ def load_centerface(path: Path | None = None) -> bytes:
     del model.graph.value_info[:]  # stale static shapes of inner tensors
     for value in [*model.graph.input, *model.graph.output]:
         dims = value.type.tensor_type.shape.dim
-        for dim, name in zip(dims, ("batch", None, "height", "width")):
+        for dim, name in zip(dims, ("batch", None, "height", "width"), strict=True):
             if name:
                 dim.dim_param = name
     return model.SerializeToString()

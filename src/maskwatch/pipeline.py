@@ -16,7 +16,15 @@ import numpy as np
 from maskwatch.align import align_all
 from maskwatch.annotate import annotate
 from maskwatch.classify import MaskClassifier
-from maskwatch.decode import Decoded, boxes_to_stored, boxes_to_upright, decode_bytes, decode_file, to_stored, to_upright
+from maskwatch.decode import (
+    Decoded,
+    boxes_to_stored,
+    boxes_to_upright,
+    decode_bytes,
+    decode_file,
+    to_stored,
+    to_upright,
+)
 from maskwatch.detect import CenterFace, DetectorConfig
 from maskwatch.types import LABELS, Face, FrameResult
 

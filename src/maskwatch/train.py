@@ -264,7 +264,7 @@ def train_model(train: CropSet, val: CropSet, cfg: TrainConfig):
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += float(loss.detach())
         figures = val_figures(predict_logits(model, val.x), val.y)
         figures.update(epoch=epoch, train_loss=total / steps_per_epoch, seconds=time.time() - t)
         history.append(figures)

