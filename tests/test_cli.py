@@ -43,7 +43,8 @@ def test_bad_files_are_reported_and_skipped(tmp_path: Path, capsys: pytest.Captu
     folder.mkdir()
     shutil.copy(EXAMPLES / "maksssksksss83.png", folder / "good.png")
     (folder / "empty.jpg").write_bytes(b"")
-    (folder / "notes.txt").write_text("not a photo")
+    (folder / "notes.jpg").write_text("not a photo")
+    (folder / "README.txt").write_text("ignored: no image suffix")
     good = (EXAMPLES / "maksssksksss83.png").read_bytes()
     (folder / "truncated.png").write_bytes(good[: len(good) // 2])
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 50)
@@ -51,7 +52,8 @@ def test_bad_files_are_reported_and_skipped(tmp_path: Path, capsys: pytest.Captu
     code = main(["detect", str(folder), "--json", str(jsonl)])
     captured = capsys.readouterr()
     assert code == 1
-    for name in ("empty.jpg", "notes.txt", "truncated.png", "corrupt.jpg"):
+    assert "ignored 1 file without an image suffix" in captured.err and "README.txt" in captured.err
+    for name in ("empty.jpg", "notes.jpg", "truncated.png", "corrupt.jpg"):
         assert f"{folder / name}: skipped:" in captured.err
     assert "empty file" in captured.err
     assert "run: 1 image (4 failed)" in captured.out
@@ -73,7 +75,7 @@ def test_evaluate_examples(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     printed = capsys.readouterr().out
     assert "Detection @ IoU 0.5: recall" in printed
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["images"] == 4 and metrics["detection"]["gt"] == 19
+    assert metrics["images"] == 4 and metrics["detection"]["gt"] == 23
     assert metrics["detection"]["recall"] >= 0.85
     assert (tmp_path / "roc.png").stat().st_size > 0 and (tmp_path / "confusion.png").stat().st_size > 0
 

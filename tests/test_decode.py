@@ -12,8 +12,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from maskwatch.decode import (
-    DecodeError,
     Decoded,
+    DecodeError,
     apply_orientation,
     boxes_to_stored,
     boxes_to_upright,
@@ -55,10 +55,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
     )
 
 
@@ -297,12 +294,6 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
         decode_bytes(png_header_only(20_000, 20_000))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG decode.py _decode: Pillow's own DecompressionBombWarning (Image.MAX_IMAGE_PIXELS = 89,478,485) "
-    "is turned into an error, so images between 89.5 M and MAX_PIXELS = 100 M are refused; the docstring "
-    "says a 10000x10000 photo still passes",
-)
 def test_image_at_max_pixels_is_not_refused_for_its_size() -> None:
     # 10000 x 10000 = 100 M = MAX_PIXELS, not over it. The file holds no pixel data, so the expected
     # outcome is a truncation error, not a size refusal.
@@ -322,22 +313,23 @@ def test_decoded_properties() -> None:
 def test_list_images_expands_folders_sorted_and_keeps_files_as_given(tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
-    for name in ("b.png", "a.jpg", "sub/c.png", ".hidden.jpg"):
+    for name in ("z.png", "b.png", "sub/c.png", "a.jpg", ".hidden.jpg"):
         (folder / name).write_bytes(b"x")
-    single = tmp_path / "z.jpg"
+    single = tmp_path / "y.jpg"
     single.write_bytes(b"x")
-    out = list_images([single, folder])
-    assert out == [single, folder / "a.jpg", folder / "b.png", folder / "sub" / "c.png"]
-    assert list_images([]) == []
+    out, ignored = list_images([single, folder])
+    # Sorted by full path: sub/c.png comes before z.png although rglob lists the top folder first.
+    assert out == [single, folder / "a.jpg", folder / "b.png", folder / "sub" / "c.png", folder / "z.png"]
+    assert ignored == []
+    assert list_images([]) == ([], [])
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         list_images([folder, tmp_path / "missing"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG decode.py list_images: folder expansion keeps every file (IMAGE_SUFFIXES is never used), so "
-    "`maskwatch detect examples/` also tries README.md and examples.json",
-)
 def test_list_images_skips_non_image_files_in_folders(examples_dir: Path) -> None:
-    names = [p.name for p in list_images([examples_dir])]
-    assert names == ["maksssksksss487.png", "maksssksksss698.png", "maksssksksss787.png", "maksssksksss83.png"]
+    images, ignored = list_images([examples_dir])
+    assert [p.name for p in images] == [
+        "maksssksksss487.png", "maksssksksss698.png", "maksssksksss787.png", "maksssksksss83.png"]
+    assert sorted(p.name for p in ignored) == ["README.md", "examples.json"]
+    named = examples_dir / "README.md"
+    assert list_images([named]) == ([named], [])  # a file named on its own is always taken

@@ -46,7 +46,7 @@ def test_labels_mostly_right_on_examples(pipe: Pipeline) -> None:
                 continue
             total += 1
             right += (face.label == "mask") == (gt["label"] == "mask")
-    assert total >= 17
+    assert total >= 20  # of 23 annotated faces
     assert right / total >= 0.85, f"{right}/{total} masked-vs-not right"
 
 

@@ -26,14 +26,17 @@ _BOX_FACE_SIDE = 0.80
 """Share of the crop a fallback box crop spans (about what aligned crops show)."""
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
     """Least-squares rotation + uniform scale + shift taking src to dst (2x3).
 
     Umeyama's closed form over all points: no outlier rejection, so the fit
     is deterministic for a given 5 points (OpenCV's estimator samples).
+    None when the source points all coincide.
     """
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s, d = src - mu_s, dst - mu_d
+    if float((s**2).sum()) < 1e-9:
+        return None
     cov = d.T @ s / len(src)
     u, sig, vt = np.linalg.svd(cov)
     sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
@@ -59,13 +62,13 @@ def landmarks_plausible(m: np.ndarray, box: tuple[float, float, float, float]) -
     scale = float(np.hypot(m[0, 0], m[1, 0]))
     angle = float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
     box_scale = box_transform(box)[0, 0]
-    return abs(angle) < 50 and 0.6 < scale / box_scale < 1.7
+    return bool(abs(angle) < 50 and 0.6 < scale / box_scale < 1.7)
 
 
 def face_transform(face: Face) -> np.ndarray:
     if face.landmarks:
         m = similarity(np.asarray(face.landmarks, dtype=np.float64), TEMPLATE)
-        if landmarks_plausible(m, face.box):
+        if m is not None and landmarks_plausible(m, face.box):
             return m
     return box_transform(face.box)
 

@@ -98,16 +98,18 @@ def summary(result: FrameResult) -> str:
     return f"{n} face{'s' * (n != 1)} ({parts}){share}"
 
 
-def output_names(inputs: list[str]) -> list[tuple[Path, Path]]:
-    """(image path, name relative to --out-dir): folder inputs keep their inner layout."""
+def output_names(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """(image path, name relative to --out-dir) pairs, and the non-image files
+    ignored in folders: folder inputs keep their inner layout."""
     from maskwatch.decode import list_images
 
-    pairs = []
+    pairs, ignored = [], []
     for raw in inputs:
         root = Path(raw)
-        for path in list_images([root]):
-            pairs.append((path, path.relative_to(root) if root.is_dir() else Path(path.name)))
-    return pairs
+        images, skipped = list_images([root])
+        ignored += skipped
+        pairs += [(p, p.relative_to(root) if root.is_dir() else Path(p.name)) for p in images]
+    return pairs, ignored
 
 
 def annotated_name(rel: Path) -> Path:
@@ -117,7 +119,11 @@ def annotated_name(rel: Path) -> Path:
 def cmd_detect(args: argparse.Namespace) -> int:
     from maskwatch.decode import DecodeError, decode_file
 
-    pairs = output_names(args.inputs)
+    pairs, ignored = output_names(args.inputs)
+    if ignored:
+        names = ", ".join(str(p) for p in ignored[:3]) + (", ..." if len(ignored) > 3 else "")
+        print(f"ignored {len(ignored)} file{'s' * (len(ignored) != 1)} without an image suffix: {names}",
+              file=sys.stderr)
     pipeline = make_pipeline(args)
     totals = {k: 0 for k in LABELS}
     failed, done, t0 = 0, 0, time.perf_counter()

@@ -68,13 +68,13 @@ def decode_file(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> D
 def _decode(fh: io.BufferedIOBase | io.BytesIO, max_pixels: int) -> Decoded:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
             img = Image.open(fh)
             if img.width * img.height > max_pixels:
                 raise DecodeError(f"{img.width}x{img.height} is over the limit of {max_pixels} pixels")
             img.load()
             orientation = int(img.getexif().get(0x0112, 1) or 1)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise DecodeError(_reason(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, DecodeError):
@@ -93,9 +93,12 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
     """Any Pillow mode (L, LA, P, RGBA, CMYK, 16-bit, float) -> RGB uint8."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode != "F" and arr.max() > 255 else max(float(arr.max()), 255.0)
-        if img.mode == "F":
-            top = 1.0 if arr.max() <= 1.0 else top
+        if img.mode.startswith("I;16"):
+            top = 65535.0  # 16-bit data: full range, however dark this image is
+        elif img.mode == "F":
+            top = 1.0 if arr.max() <= 1.0 else 255.0
+        else:  # 32-bit integers: 8-bit or 16-bit values stored wide
+            top = 65535.0 if arr.max() > 255 else 255.0
         gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -163,15 +166,19 @@ def boxes_to_upright(boxes: np.ndarray, orientation: int, width: int, height: in
     return np.concatenate([np.minimum(a, b), np.maximum(a, b)], axis=1)
 
 
-def list_images(paths: list[str | os.PathLike[str]]) -> list[Path]:
-    """Expand folders (recursively, sorted) into image files; files are kept as given."""
-    out: list[Path] = []
+def list_images(paths: list[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]]:
+    """(images, ignored): folders are searched recursively, sorted, for files
+    with an image suffix (other files are ignored, so a README in a photo
+    folder is no error); a file named on its own is always taken."""
+    images: list[Path] = []
+    ignored: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such file or folder")
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
-        else:
-            out.append(p)
-    return out
+        if not p.is_dir():
+            images.append(p)
+            continue
+        for f in sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")):
+            (images if f.suffix.lower() in IMAGE_SUFFIXES else ignored).append(f)
+    return images, ignored

@@ -50,9 +50,10 @@ def load_centerface(path: Path | None = None) -> bytes:
     del model.graph.input[:]
     model.graph.input.extend(graph_inputs)
     del model.graph.value_info[:]  # stale static shapes of inner tensors
-    for value in [*model.graph.input, *model.graph.output]:
-        dims = value.type.tensor_type.shape.dim
-        for dim, name in zip(dims, ("batch", None, "height", "width"), strict=True):
+    named = [(v, ("batch", None, "height", "width")) for v in model.graph.input]
+    named += [(v, ("batch", None, "height/4", "width/4")) for v in model.graph.output]
+    for value, names in named:
+        for dim, name in zip(value.type.tensor_type.shape.dim, names, strict=True):
             if name:
                 dim.dim_param = name
     return model.SerializeToString()
@@ -68,6 +69,8 @@ def cpu_session(model: bytes | str, threads: int | None = None):
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # initializer warnings say nothing useful to users
+    # two sessions (detector, classifier) take turns: spinning threads of one would steal the cores of the other
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 

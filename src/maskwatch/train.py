@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CropSet:
-    """Aligned crops with labels; `source` 0 = detection photos, 1 = crops/."""
+    """Aligned crops with labels; `source` 0 = detection photos, 1 = crops/, 2 = synthetic."""
 
     x: np.ndarray
     y: np.ndarray
@@ -109,6 +110,16 @@ def build_crops(data: Path, cache: Path, detector: CenterFace) -> tuple[CropSet,
     return CropSet.concat([sets["train_det"], sets["train_crops"]]), sets["val_det"]
 
 
+def synthetic_crops(train: CropSet, n: int, seed: int) -> CropSet:
+    """Masks, misworn masks and hard negatives drawn on the train split's own unmasked faces."""
+    from maskwatch.synth import synthesize
+
+    bare = train.x[(train.y == LABELS.index("no_mask")) & (train.size >= 16)]
+    x, labels, _ = synthesize(bare, n, seed)
+    y = np.array([LABELS.index(label) for label in labels])
+    return CropSet(x, y, np.full(n, 2, np.int8), np.full(n, float(CROP), np.float32))
+
+
 # --- model and training (torch imported lazily: it is an optional extra) ---
 
 
@@ -142,6 +153,29 @@ def make_model():
     return MaskNet()
 
 
+def jpeg_and_edges(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per-crop artefacts that are easier in OpenCV: JPEG at low quality, and
+    faces cut by the image border (the edge row repeated, as align pads)."""
+    import cv2
+
+    out = x.copy()
+    for i in np.nonzero(rng.random(len(x)) < 0.25)[0]:
+        ok, buf = cv2.imencode(".jpg", out[i], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 70))])
+        out[i] = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    for i in np.nonzero(rng.random(len(x)) < 0.1)[0]:
+        cut = int(rng.integers(6, CROP // 4))
+        side = rng.integers(4)
+        if side == 0:
+            out[i, :, :cut] = out[i, :, cut : cut + 1]
+        elif side == 1:
+            out[i, :, -cut:] = out[i, :, -cut - 1 : -cut]
+        elif side == 2:
+            out[i, :cut] = out[i, cut : cut + 1]
+        else:
+            out[i, -cut:] = out[i, -cut - 1 : -cut]
+    return out
+
+
 def augment(x, gen):
     """Field conditions on a float batch (N,3,H,W, 0..255): flips, pose and
     framing jitter, colour and grey, blur and tiny-face downscaling, noise."""
@@ -173,6 +207,10 @@ def augment(x, gen):
     sat = (0.4 + rand(n) * 1.2)[:, None, None, None]
     sat = torch.where((rand(n) < 0.1)[:, None, None, None], torch.zeros_like(sat), sat)
     x = gray + (x - gray) * sat
+    infrared = rand(n) < 0.05  # near-infrared cameras: grey, skin bright, odd contrast
+    if infrared.any():
+        g = x[infrared].mean(1, keepdim=True) / 255
+        x[infrared] = (g ** (0.5 + rand(int(infrared.sum()), 1, 1, 1))).expand(-1, 3, -1, -1) * 255
     mean = x.mean((1, 2, 3), keepdim=True)
     x = (x - mean) * (0.6 + rand(n, 1, 1, 1) * 0.8) + mean * (0.6 + rand(n, 1, 1, 1) * 0.8)
     x = x * (0.9 + rand(n, 3, 1, 1) * 0.2)
@@ -188,6 +226,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     seed: int = 0
     label_smoothing: float = 0.05
+    synth: int = 3000
+    """Synthetic crops (see synth.py) drawn on the train split's unmasked faces."""
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:
@@ -248,7 +288,6 @@ def train_model(train: CropSet, val: CropSet, cfg: TrainConfig):
     steps_per_epoch = len(train.y) // cfg.batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     weights = class_weights(train.y)
-    x_all = torch.from_numpy(train.x).permute(0, 3, 1, 2)
     y_all = torch.from_numpy(train.y.astype(np.int64))
     best, best_state, history = np.inf, None, []
     for epoch in range(cfg.epochs):
@@ -257,8 +296,9 @@ def train_model(train: CropSet, val: CropSet, cfg: TrainConfig):
         idx = rng.choice(len(train.y), size=steps_per_epoch * cfg.batch, p=weights)
         total = 0.0
         for s in range(steps_per_epoch):
-            b = torch.from_numpy(idx[s * cfg.batch : (s + 1) * cfg.batch])
-            xb = augment(x_all[b].float(), gen)
+            b = idx[s * cfg.batch : (s + 1) * cfg.batch]
+            xb = torch.from_numpy(jpeg_and_edges(train.x[b], rng)).permute(0, 3, 1, 2).float()
+            xb = augment(xb, gen)
             loss = F.cross_entropy(model(xb), y_all[b], label_smoothing=cfg.label_smoothing)
             opt.zero_grad()
             loss.backward()
@@ -281,8 +321,10 @@ def export_onnx(model, path: Path) -> None:
     model.eval()
     dummy = torch.zeros(1, 3, CROP, CROP)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model, (dummy,), str(path), input_names=["crops"], output_names=["logits"],
-                      dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter needs no onnxscript; it warns it is legacy
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (dummy,), str(path), input_names=["crops"], output_names=["logits"],
+                          dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False)
 
 
 def run(data: Path, out: Path, cache: Path, cfg: TrainConfig) -> dict:
@@ -291,6 +333,8 @@ def run(data: Path, out: Path, cache: Path, cfg: TrainConfig) -> dict:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     train, val = build_crops(data, cache, CenterFace())
+    if cfg.synth:
+        train = CropSet.concat([train, synthetic_crops(train, cfg.synth, cfg.seed)])
     log.info("train crops %s, val crops %s", np.bincount(train.y, minlength=3), np.bincount(val.y, minlength=3))
     model, history = train_model(train, val, cfg)
     val_logits = predict_logits(model, val.x)
