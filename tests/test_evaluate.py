@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from maskwatch.evaluate import (
+    THRESHOLDS,
     Annotated,
     average_precision,
     compute_metrics,
+    expected_calibration_error,
     format_report,
     iou,
     load_annotations,
     match,
+    precision_recall_curve,
+    reliability_bins,
     roc_curve,
     run,
 )
@@ -65,6 +70,63 @@ def test_roc_auc_counts_ties_as_half() -> None:
     assert auc == pytest.approx(0.75)
     assert roc_curve([True, False], [0.5, 0.5])[2] == pytest.approx(0.5)
     assert roc_curve([True, True], [0.5, 0.2])[2] is None  # no negatives: undefined
+
+
+def test_precision_recall_curve_by_hand() -> None:
+    # Positives .9 and .4, negatives .6 and .1; one point per score, highest first:
+    # .9 R 1/2 P 1, .6 R 1/2 P 1/2, .4 R 1 P 2/3, .1 R 1 P 1/2.
+    recall, precision, ap = precision_recall_curve([True, False, True, False], [0.9, 0.6, 0.4, 0.1])
+    assert recall.tolist() == [0.5, 0.5, 1.0, 1.0]
+    assert precision.tolist() == pytest.approx([1, 0.5, 2 / 3, 0.5])
+    # Envelope 1 up to recall 1/2, 2/3 up to 1 -> AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
+    assert ap == pytest.approx(5 / 6)
+    # A tie enters as one point (R 1, P 1/2) whatever the order, where ranked hits would give 1 or 1/2.
+    assert precision_recall_curve([True, False], [0.5, 0.5])[2] == pytest.approx(0.5)
+    assert precision_recall_curve([False, True], [0.5, 0.5])[2] == pytest.approx(0.5)
+    assert precision_recall_curve([True, True], [0.5, 0.2])[2] == 1.0  # no negatives: nothing to get wrong
+    assert precision_recall_curve([False, False], [0.5, 0.2])[2] is None  # no positives: undefined
+
+
+def test_precision_recall_ap_matches_detection_ap_without_ties() -> None:
+    rng = np.random.default_rng(7)
+    scores = rng.permutation(200) / 200  # distinct, so the ranking is unambiguous
+    positive = rng.random(200) < 0.3
+    ranked = positive[np.argsort(-scores)]
+    _, _, ap = precision_recall_curve(positive.tolist(), scores.tolist())
+    assert ap == pytest.approx(average_precision(ranked.tolist(), int(positive.sum())))
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    # 15 bins of width 1/15 = .0667: .95 in bin 14 [.933, 1], .55 in bin 8 [.533, .6), .25 in bin 3 [.2, .267).
+    # Bin 14: two faces, one right -> |.5 - .95| = .45, weight 2/4 -> .225.
+    # Bin 8:  one right face       -> |1 - .55| = .45, weight 1/4 -> .1125.
+    # Bin 3:  one wrong face       -> |0 - .25| = .25, weight 1/4 -> .0625.   ECE = .225 + .1125 + .0625 = .4.
+    confidence, correct = [0.95, 0.95, 0.55, 0.25], [True, False, True, False]
+    assert expected_calibration_error(confidence, correct) == pytest.approx(0.4)
+    table = reliability_bins(confidence, correct)
+    assert table["count"] == [0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2]
+    assert table["accuracy"][14] == 0.5 and table["confidence"][14] == pytest.approx(0.95)
+    assert table["accuracy"][0] is None and table["confidence"][0] is None  # empty bins are None, not 0
+    # 1.0 belongs to the last bin and 0.0 to the first; both are perfectly calibrated here.
+    assert reliability_bins([1.0, 0.0], [True, False])["count"] == [1] + [0] * 13 + [1]
+    assert expected_calibration_error([1.0, 0.0], [True, False]) == 0.0
+    assert expected_calibration_error([], []) is None
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        expected_calibration_error([1.2], [True])
+    with pytest.raises(ValueError, match="correctness"):
+        expected_calibration_error([0.5, 0.6], [True])
+
+
+def test_ece_is_near_zero_when_calibrated_and_catches_overconfidence() -> None:
+    rng = np.random.default_rng(0)
+    confidence = rng.random(100_000)
+    draw = rng.random(100_000)
+    # Right with probability equal to the confidence: only sampling noise is left, about .005 per bin.
+    assert expected_calibration_error(confidence.tolist(), (draw < confidence).tolist()) < 0.02
+    # Right with probability confidence - .2 (never below 0): bins 3-14 are off by .2, weight 12/15 -> .16;
+    # bins 0-2 are never right, off by their centres 1/30, 3/30, 5/30, weight 1/15 each -> .02; ECE ~ .18.
+    overconfident = (draw < confidence - 0.2).tolist()
+    assert expected_calibration_error(confidence.tolist(), overconfident) == pytest.approx(0.18, abs=0.01)
 
 
 def scenario() -> tuple[list[Annotated], list[FrameResult]]:
@@ -154,7 +216,45 @@ def test_compute_metrics_by_hand() -> None:
     assert (binary["mask_flagged"], binary["mask_gt"], binary["fnr"]) == (1, 4, 0.25)
     # Scores 1 - p(mask): unmasked g1 .9, g2 .8 above mask g0 .2, g4 .7 -> perfect ranking.
     assert binary["roc_auc"] == pytest.approx(1.0)
+    assert binary["pr_ap"] == pytest.approx(1.0)
     json.dumps(m)  # must be JSON-serialisable as is
+
+
+def test_calibration_of_the_scenario_by_hand() -> None:
+    cal = compute_metrics(*scenario(), threshold=0.5)["calibration"]
+    assert (cal["bins"], cal["faces"]) == (15, 4)
+    # 3-class, matched faces (confidence = p of the predicted label, right?):
+    # g0 mask .8 right, g1 no_mask .7 right, g2 no_mask .5 wrong (GT incorrect), g4 incorrect .5 wrong (GT mask).
+    # Bins: .5*15 = 7.5 -> 7 (both .5), .7*15 = 10.5 -> 10, .8*15 = 12 -> 12 (its lower edge).
+    # Bin 7 |0 - .5| * 2/4 = .25, bin 10 |1 - .7| * 1/4 = .075, bin 12 |1 - .8| * 1/4 = .05 -> ECE .375.
+    assert cal["ece_3class"] == pytest.approx(0.375)
+    table = cal["reliability_3class"]
+    assert table["count"] == [0] * 7 + [2, 0, 0, 1, 0, 1, 0, 0]
+    assert (table["accuracy"][7], table["accuracy"][10], table["accuracy"][12]) == (0, 1, 1)
+    assert table["confidence"][7] == pytest.approx(0.5)
+    # Binary, confidence max(p, 1 - p) of p(mask), right if (p >= .5) == (GT is mask):
+    # g0 p .8 -> .8 right, g1 p .1 -> .9 right, g2 p .2 -> .8 right, g4 p .3 -> .7 wrong (a mask called unmasked).
+    # Bin 12 (.8, .8) |1 - .8| * 2/4 = .1, bin 13 (.9) |1 - .9| * 1/4 = .025, bin 10 (.7) |0 - .7| * 1/4 = .175.
+    assert cal["ece_binary"] == pytest.approx(0.3)
+
+
+def test_operating_points_of_the_scenario_by_hand() -> None:
+    m = compute_metrics(*scenario(), threshold=0.5)
+    rows = m["thresholds"]
+    assert [row["threshold"] for row in rows] == list(THRESHOLDS) == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    # Matched p(mask): g0 mask .8, g4 mask .3, g1 no_mask .1, g2 incorrect .2; missed g3 (unmasked), g5, g6 (mask).
+    # Flagged = p(mask) < t, so g4 (.3) is not flagged at t = .3 and g0 (.8) not at t = .8.
+    # TNR: g1, g2 flagged at every t, g3 missed -> 2/3 throughout.
+    # FNR over 4 mask GT: t .3 none; .4-.8 g4 -> 1/4; .9 g4, g0 -> 2/4.
+    # Accuracy over 4 matched: t .3 all right; .4-.8 g4 wrong -> 3/4; .9 g4, g0 wrong -> 2/4.
+    expected = [(0.0, 1.0)] + [(0.25, 0.75)] * 5 + [(0.5, 0.5)]
+    assert [(row["fnr"], row["accuracy"]) for row in rows] == expected
+    assert all(row["tnr"] == pytest.approx(2 / 3) and row["unmasked_flagged"] == 2 for row in rows)
+    assert [row["mask_flagged"] for row in rows] == [0, 1, 1, 1, 1, 1, 2]
+    # At the threshold the labels were made with, the table agrees with the `binary` block.
+    (at_half,) = [row for row in rows if row["threshold"] == 0.5]
+    binary = m["binary"]
+    assert (at_half["tnr"], at_half["fnr"], at_half["accuracy"]) == (binary["tnr"], binary["fnr"], binary["accuracy"])
 
 
 def test_average_precision_settings_by_hand() -> None:
@@ -341,9 +441,13 @@ def test_run_writes_metrics_predictions_and_plots(tmp_path: Path) -> None:
     lines = (out / "predictions.jsonl").read_text().splitlines()
     assert [json.loads(line)["image"] for line in lines] == ["a.jpg", "b.jpg"]
     assert json.loads(lines[1])["error"] == "cannot decode"
-    for name in ("roc.png", "confusion.png"):
+    plots = ["roc.png", "confusion.png", "pr.png", "reliability.png"]
+    for name in plots:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert metrics["plots"] == ["roc.png", "confusion.png"]
+    assert metrics["plots"] == plots
+    # Both matched faces right with confidences .9 and .8: bins 13 and 12, gaps .1 and .2 -> ECE .15.
+    assert metrics["calibration"]["ece_3class"] == pytest.approx(0.15)
+    assert metrics["binary"]["pr_ap"] == 1.0
 
 
 def test_format_report_shows_every_section() -> None:
@@ -357,7 +461,12 @@ def test_format_report_shows_every_section() -> None:
         "TNR unmasked flagged 0.667 (2/3",
         "FNR mask flagged     0.250 (1/4)",
         "AUC 1.000",
+        "PR AP 1.000",
         "precision 0.000 (0/1)",
+        "ECE 3-class 0.375, mask vs not 0.300",
+        "    0.3   0.667   0.000     1.000\n",
+        "    0.5   0.667   0.250     0.750  <- in use",
+        "    0.9   0.667   0.500     0.500\n",
     ):
         assert text in report, text
 
@@ -370,3 +479,19 @@ def test_real_validation_split_loads() -> None:
     assert len(annotated) == 129
     assert sum(len(a.faces) for a in annotated) == 587
     assert all(a.image.is_file() for a in annotated)
+
+
+def test_hard_case_figures_by_hand() -> None:
+    from maskwatch.evaluate import hard_case_figures
+
+    probs = np.array([
+        [0.1, 0.8, 0.1],  # hand, no_mask: flagged, exact
+        [0.7, 0.2, 0.1],  # hand, no_mask: called masked -> wrong both ways
+        [0.2, 0.3, 0.5],  # below_nose, incorrect: flagged, exact
+        [0.3, 0.6, 0.1],  # below_nose, incorrect: flagged (binary right), label no_mask (exact wrong)
+    ])
+    f = hard_case_figures(probs, ["no_mask", "no_mask", "incorrect", "incorrect"],
+                          ["hand", "hand", "below_nose", "below_nose"], threshold=0.5)
+    assert f["hand"] == {"label": "no_mask", "n": 2, "binary_right": 0.5, "exact_right": 0.5,
+                         "mean_p_mask": pytest.approx(0.4)}
+    assert f["below_nose"]["binary_right"] == 1.0 and f["below_nose"]["exact_right"] == 0.5

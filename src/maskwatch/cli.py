@@ -44,6 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache", type=Path, default=Path("cache"), help="aligned crops are cached here. Default: cache")
     t.add_argument("--epochs", type=int, default=30, help="Default: 30")
     t.add_argument("--seed", type=int, default=0, help="Default: 0")
+    t.add_argument("--synth", type=int, default=3000, help="synthetic training crops (0: none). Default: 3000")
+
+    y = sub.add_parser("synth", help="draw synthetic masks on unmasked faces: a contact sheet and the hard cases")
+    y.add_argument("--data", type=Path, default=Path("../shared/data"), help="data folder. Default: ../shared/data")
+    y.add_argument("--cache", type=Path, default=Path("cache"), help="aligned crops are cached here. Default: cache")
+    y.add_argument("--out-dir", type=Path, default=Path("out/synth"), help="Default: out/synth")
+    y.add_argument("--count", type=int, default=96, help="crops on the contact sheet. Default: 96")
+    y.add_argument("--per-case", type=int, default=40, help="hard cases per kind, drawn on val faces. Default: 40")
+    y.add_argument("--seed", type=int, default=0, help="Default: 0")
+    y.add_argument("--classifier", type=Path, default=None, help="ONNX classifier to score the hard cases with")
+    y.add_argument("--threshold", type=float, default=0.5, help="p(mask) needed for `mask`. Default: 0.5")
     return p
 
 
@@ -232,10 +243,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not (args.data / "detection" / "train.json").is_file():
         print(f"{args.data}: no detection/train.json here (see --data)", file=sys.stderr)
         return EXIT_USAGE
-    card = train.run(args.data, args.out, args.cache, train.TrainConfig(epochs=args.epochs, seed=args.seed))
+    cfg = train.TrainConfig(epochs=args.epochs, seed=args.seed, synth=args.synth)
+    card = train.run(args.data, args.out, args.cache, cfg)
     figures = {k: round(v, 4) for k, v in card["val_crops_calibrated"].items()}
     print(f"wrote {args.out} (best epoch {card['best_epoch']}, temperature {card['temperature']})")
     print(f"val crops: {figures}")
+    return EXIT_OK
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from maskwatch import evaluate, synth, train
+    from maskwatch.classify import MaskClassifier
+    from maskwatch.types import LABELS
+
+    if not (args.data / "detection" / "train.json").is_file():
+        print(f"{args.data}: no detection/train.json here (see --data)", file=sys.stderr)
+        return EXIT_USAGE
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    bare = LABELS.index("no_mask")
+    train_faces = train.cached_crops("train_det", args.data, args.cache)
+    crops, labels, kinds = synth.synthesize(train_faces.x[train_faces.y == bare], args.count, args.seed)
+    sheet = args.out_dir / "contact_sheet.png"
+    save_image(synth.contact_sheet(crops, [f"{k} ({lab})" for lab, k in zip(labels, kinds, strict=True)]), sheet)
+    print(f"contact sheet of {args.count} synthetic crops drawn on train faces: {sheet}")
+
+    val_faces = train.cached_crops("val_det", args.data, args.cache)
+    crops, labels, kinds = synth.hard_cases(val_faces.x[val_faces.y == bare], args.per_case, 1000 + args.seed)
+    save_image(synth.contact_sheet(crops[:: args.per_case // 4 or 1], kinds[:: args.per_case // 4 or 1]),
+               args.out_dir / "hard_cases.png")
+    np.savez_compressed(args.out_dir / "hard_cases.npz", x=crops, label=labels, case=kinds)
+    probs = MaskClassifier(args.classifier)(crops)
+    figures = evaluate.hard_case_figures(probs, labels, kinds, args.threshold)
+    (args.out_dir / "hard_cases.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"SYNTHETIC hard cases drawn on val faces (never trained on), {args.per_case} per case:")
+    print(evaluate.format_hard_cases(figures))
+    print(f"figures: {args.out_dir / 'hard_cases.json'}; examples: {args.out_dir / 'hard_cases.png'}")
     return EXIT_OK
 
 
@@ -243,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train}
+    commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth}
     try:
         return commands[args.command](args)
     except FileNotFoundError as exc:

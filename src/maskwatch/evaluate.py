@@ -3,6 +3,8 @@
 Detection and classification are scored separately because they have different fixes (detector vs
 classifier). Missed faces stay in the denominators of the mask-compliance rates: a face the detector
 never sees is an unmasked person nobody gets alerted about, and dropping it would flatter the pipeline.
+Calibration and the threshold table are there to pick the mask threshold and to know whether the confidence
+shown next to a face can be read as odds.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from maskwatch.types import LABELS, Box, Face, FrameResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,10 @@ FOLDINGS: Mapping[str, Mapping[str, str]] = {
     "folded": {"mask": "mask", "no_mask": "unmasked", "incorrect": "unmasked"},
     "3class": JSON_LABELS,
 }
+# Equal-width confidence bins over [0, 1] for ECE and the reliability diagram (15 as in Guo et al. 2017).
+CALIBRATION_BINS = 15
+# Mask thresholds of the operating-point table; a face is flagged when p(mask) < t, as in Face.with_class.
+THRESHOLDS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True)
@@ -173,28 +182,102 @@ def average_precision(hits: Sequence[bool], n_gt: int) -> float:
     if n_gt <= 0:
         raise ValueError("AP is undefined without ground-truth faces")
     tp = np.cumsum(np.asarray(hits, dtype=float))
-    recall = np.concatenate([[0.0], tp / n_gt, [1.0]])
-    precision = np.concatenate([[0.0], tp / np.arange(1, len(tp) + 1), [0.0]])
-    envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.flatnonzero(recall[1:] != recall[:-1])
-    return float(np.sum((recall[steps + 1] - recall[steps]) * envelope[steps + 1]))
+    return _all_point_area(tp / n_gt, tp / np.arange(1, len(tp) + 1))
+
+
+def _all_point_area(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Area under the precision envelope (best precision at this recall or higher), recall ascending.
+
+    Shared by detection AP and the flagging PR curve so that both "AP" figures in a report mean the same.
+    """
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[0.0], precision, [0.0]])
+    envelope = np.maximum.accumulate(p[::-1])[::-1]
+    steps = np.flatnonzero(r[1:] != r[:-1])
+    return float(np.sum((r[steps + 1] - r[steps]) * envelope[steps + 1]))
+
+
+def _cumulative_counts(positive: Sequence[bool], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(tp, fp) counted down to each distinct score, highest first; tied samples enter together."""
+    pos = np.asarray(positive, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    order = np.argsort(-s, kind="stable")
+    s, pos = s[order], pos[order]
+    last = np.concatenate([np.flatnonzero(s[1:] != s[:-1]), [len(s) - 1]]).astype(int)
+    return np.cumsum(pos)[last], np.cumsum(~pos)[last]
 
 
 def roc_curve(
     positive: Sequence[bool], scores: Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
     """(fpr, tpr, auc) with one point per distinct score, so ties make a diagonal step (AUC counts 1/2)."""
-    pos = np.asarray(positive, dtype=bool)
-    s = np.asarray(scores, dtype=float)
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    n_pos = int(np.sum(np.asarray(positive, dtype=bool)))
+    n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
         return np.zeros(0), np.zeros(0), None
-    order = np.argsort(-s, kind="stable")
-    s, pos = s[order], pos[order]
-    last = np.concatenate([np.flatnonzero(s[1:] != s[:-1]), [len(s) - 1]])
-    tpr = np.concatenate([[0.0], np.cumsum(pos)[last] / n_pos])
-    fpr = np.concatenate([[0.0], np.cumsum(~pos)[last] / n_neg])
+    tp, fp = _cumulative_counts(positive, scores)
+    tpr = np.concatenate([[0.0], tp / n_pos])
+    fpr = np.concatenate([[0.0], fp / n_neg])
     return fpr, tpr, float(np.trapezoid(tpr, fpr))
+
+
+def precision_recall_curve(
+    positive: Sequence[bool], scores: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(recall, precision, ap) with one point per distinct score, recall ascending; ap None without positives.
+
+    Ties enter together, so AP does not depend on the order of equal scores (rounded probabilities tie
+    often). AP is the VOC all-point area, as for detection; without negatives it is 1.
+    """
+    n_pos = int(np.sum(np.asarray(positive, dtype=bool)))
+    if n_pos == 0:
+        return np.zeros(0), np.zeros(0), None
+    tp, fp = _cumulative_counts(positive, scores)
+    recall, precision = tp / n_pos, tp / (tp + fp)
+    return recall, precision, _all_point_area(recall, precision)
+
+
+def reliability_bins(
+    confidence: Sequence[float], correct: Sequence[bool], bins: int = CALIBRATION_BINS
+) -> dict[str, list[Any]]:
+    """Per equal-width confidence bin: `count`, mean `confidence` and `accuracy` (None where empty).
+
+    Bin i holds i/bins <= c < (i+1)/bins, with 1.0 in the last bin. A confidence outside [0, 1] is
+    refused: it means the "probabilities" are not, and the diagram would silently mislead.
+    """
+    c = np.asarray(confidence, dtype=float)
+    right = np.asarray(correct, dtype=float)
+    if bins < 1:
+        raise ValueError(f"need at least one bin, got {bins}")
+    if c.shape != right.shape or c.ndim != 1:
+        raise ValueError(f"{c.shape} confidences but {right.shape} correctness flags")
+    if not np.all((c >= 0.0) & (c <= 1.0)):
+        raise ValueError(f"confidences must lie in [0, 1], got {c[~((c >= 0.0) & (c <= 1.0))][:3].tolist()}")
+    index = np.minimum((c * bins).astype(int), bins - 1)
+    count = np.bincount(index, minlength=bins).tolist()
+    conf_sum = np.bincount(index, weights=c, minlength=bins).tolist()
+    right_sum = np.bincount(index, weights=right, minlength=bins).tolist()
+    return {
+        "count": count,
+        "confidence": [s / n if n else None for s, n in zip(conf_sum, count, strict=True)],
+        "accuracy": [s / n if n else None for s, n in zip(right_sum, count, strict=True)],
+    }
+
+
+def expected_calibration_error(
+    confidence: Sequence[float], correct: Sequence[bool], bins: int = CALIBRATION_BINS
+) -> float | None:
+    """Sum over bins of (share of samples) * |accuracy - mean confidence|; None without samples.
+
+    It says how far "90 % sure" is from being right 90 % of the time, which decides whether a shown
+    confidence can be trusted as odds (a low ECE says nothing about accuracy itself).
+    """
+    table = reliability_bins(confidence, correct, bins)
+    n = sum(table["count"])
+    if n == 0:
+        return None
+    cells = zip(table["count"], table["confidence"], table["accuracy"], strict=True)
+    return float(sum(k / n * abs(acc - conf) for k, conf, acc in cells if k))
 
 
 def _predictions(result: FrameResult) -> tuple[Face, ...]:
@@ -225,10 +308,23 @@ def _matched(outs: Sequence[Outcome]) -> list[tuple[str, Face]]:
     return [(o.gt_label, o.pred) for o in outs if o.pred is not None]
 
 
-def _unmasked_roc(outs: Sequence[Outcome]) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """Unmasked is the positive class here because catching it is what the score is for."""
+def _p_mask(face: Face) -> float:
+    """p(mask) of a face that _predictions let through, so probs is known to be there."""
+    return (face.probs or {})["mask"]
+
+
+def _unmasked_scores(outs: Sequence[Outcome]) -> tuple[list[bool], list[float]]:
+    """Unmasked is the positive class here because catching it is what the score 1 - p(mask) is for."""
     matched = _matched(outs)
-    return roc_curve([gt != "mask" for gt, _ in matched], [1.0 - (f.probs or {})["mask"] for _, f in matched])
+    return [gt != "mask" for gt, _ in matched], [1.0 - _p_mask(f) for _, f in matched]
+
+
+def _unmasked_roc(outs: Sequence[Outcome]) -> tuple[np.ndarray, np.ndarray, float | None]:
+    return roc_curve(*_unmasked_scores(outs))
+
+
+def _unmasked_pr(outs: Sequence[Outcome]) -> tuple[np.ndarray, np.ndarray, float | None]:
+    return precision_recall_curve(*_unmasked_scores(outs))
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -312,7 +408,55 @@ def _binary(outs: Sequence[Outcome]) -> dict[str, Any]:
         "mask_flagged": flagged["mask"],
         "fnr": _ratio(flagged["mask"], totals["mask"]),
         "roc_auc": _unmasked_roc(outs)[2],
+        "pr_ap": _unmasked_pr(outs)[2],
     }
+
+
+def _calibration(outs: Sequence[Outcome]) -> dict[str, Any]:
+    """Calibration on matched faces, 3-class and mask-vs-not; the binary one is at p(mask) = 0.5 on purpose.
+
+    It asks whether p(mask) itself is a fair probability, whatever threshold the alerts happen to use.
+    """
+    matched = _matched(outs)
+    conf_3 = [f.confidence or 0.0 for _, f in matched]
+    right_3 = [f.label == gt for gt, f in matched]
+    p_mask = [_p_mask(f) for _, f in matched]
+    conf_2 = [max(p, 1.0 - p) for p in p_mask]
+    right_2 = [(p >= 0.5) == (gt == "mask") for p, (gt, _) in zip(p_mask, matched, strict=True)]
+    return {
+        "bins": CALIBRATION_BINS,
+        "faces": len(matched),
+        "ece_3class": expected_calibration_error(conf_3, right_3),
+        "ece_binary": expected_calibration_error(conf_2, right_2),
+        "reliability_3class": reliability_bins(conf_3, right_3),
+    }
+
+
+def _operating_points(outs: Sequence[Outcome], thresholds: Sequence[float] = THRESHOLDS) -> list[dict[str, Any]]:
+    """The `binary` rates re-scored at other mask thresholds, to choose the default from the trade-off.
+
+    Same definitions as `binary` (missed GT faces stay in the TNR and FNR denominators), with a face
+    flagged when p(mask) < t, exactly as Face.with_class labels it; accuracy is on matched faces.
+    """
+    n_mask = sum(o.gt_label == "mask" for o in outs)
+    n_unmasked = len(outs) - n_mask
+    matched = [(gt == "mask", _p_mask(f)) for gt, f in _matched(outs)]
+    rows = []
+    for t in thresholds:
+        unmasked_flagged = sum(not is_mask and p < t for is_mask, p in matched)
+        mask_flagged = sum(is_mask and p < t for is_mask, p in matched)
+        agree = sum(is_mask == (p >= t) for is_mask, p in matched)
+        rows.append(
+            {
+                "threshold": t,
+                "tnr": _ratio(unmasked_flagged, n_unmasked),
+                "fnr": _ratio(mask_flagged, n_mask),
+                "accuracy": _ratio(agree, len(matched)),
+                "unmasked_flagged": unmasked_flagged,
+                "mask_flagged": mask_flagged,
+            }
+        )
+    return rows
 
 
 def compute_metrics(
@@ -330,8 +474,14 @@ def compute_metrics(
 
     Binary rates treat "mask" as the positive class: `tnr` is the share of all unmasked GT faces
     (missed ones included) that were detected and flagged, `fnr` the share of all mask GT faces flagged.
-    `roc_auc` is for flagging unmasked faces (score 1 - p(mask)) on matched faces only. `threshold` is
-    only recorded: Face.label already applies it.
+    `roc_auc` and `pr_ap` (VOC all-point AP of the precision-recall curve) are for flagging unmasked
+    faces (score 1 - p(mask)) on matched faces only. `threshold` is only recorded: Face.label already
+    applies it; `thresholds` re-scores the binary rates at each of THRESHOLDS from p(mask).
+
+    `calibration` (matched faces, CALIBRATION_BINS equal-width bins): `ece_3class` with confidence
+    Face.confidence and correct = predicted label is the GT label; `ece_binary` with confidence
+    max(p(mask), 1 - p(mask)) and correct = (p(mask) >= 0.5) is (GT is mask); `reliability_3class` holds
+    the per-bin count, mean confidence and accuracy behind the 3-class figure.
     """
     outs = outcomes(annotated, results)
     preds = [_predictions(r) for r in results]
@@ -353,6 +503,8 @@ def compute_metrics(
         "ap": {name: _ap_setting(annotated, preds, fold) for name, fold in FOLDINGS.items()},
         "per_class": per_class,
         "binary": _binary(outs),
+        "thresholds": _operating_points(outs),
+        "calibration": _calibration(outs),
         "confusion": {"labels": list(LABELS), "matrix": matrix},
         "incorrect": {
             "tp": tp,
@@ -364,8 +516,11 @@ def compute_metrics(
     }
 
 
-def save_plots(metrics: Mapping[str, Any], outs: Sequence[Outcome], out_dir: str | Path) -> tuple[Path, Path]:
-    """Write roc.png and confusion.png; pyplot is imported here so importing this module stays cheap."""
+def save_plots(metrics: Mapping[str, Any], outs: Sequence[Outcome], out_dir: str | Path) -> tuple[Path, ...]:
+    """Write roc.png, confusion.png, pr.png and reliability.png, returning their paths in that order.
+
+    pyplot is imported here so that importing this module stays cheap.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -373,8 +528,25 @@ def save_plots(metrics: Mapping[str, Any], outs: Sequence[Outcome], out_dir: str
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    drawings: tuple[tuple[str, tuple[float, float], Callable[[Axes], None]], ...] = (
+        ("roc.png", (5, 5), lambda ax: _draw_roc(ax, outs)),
+        ("confusion.png", (5, 4.5), lambda ax: _draw_confusion(ax, metrics)),
+        ("pr.png", (5, 5), lambda ax: _draw_pr(ax, outs, metrics["threshold"])),
+        ("reliability.png", (5, 5), lambda ax: _draw_reliability(ax, metrics["calibration"])),
+    )
+    paths = []
+    for name, size, draw in drawings:
+        fig, ax = plt.subplots(figsize=size)
+        draw(ax)
+        path = out / name
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return tuple(paths)
+
+
+def _draw_roc(ax: Axes, outs: Sequence[Outcome]) -> None:
     fpr, tpr, auc = _unmasked_roc(outs)
-    fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     if auc is None:
         ax.text(0.5, 0.5, "undefined: matched faces lack one class", ha="center")
@@ -383,12 +555,10 @@ def save_plots(metrics: Mapping[str, Any], outs: Sequence[Outcome], out_dir: str
         ax.legend(loc="lower right")
     ax.set(xlabel="mask faces flagged (FPR)", ylabel="unmasked faces flagged (TPR)", xlim=(0, 1), ylim=(0, 1))
     ax.set_title("Unmasked vs mask, matched faces, score 1 - p(mask)")
-    roc_path = out / "roc.png"
-    fig.savefig(roc_path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
+
+def _draw_confusion(ax: Axes, metrics: Mapping[str, Any]) -> None:
     matrix, labels = np.asarray(metrics["confusion"]["matrix"]), metrics["confusion"]["labels"]
-    fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.imshow(matrix, cmap="Blues")
     for (r, c), count in np.ndenumerate(matrix):
         colour = "white" if count > matrix.max() / 2 else "black"
@@ -397,10 +567,57 @@ def save_plots(metrics: Mapping[str, Any], outs: Sequence[Outcome], out_dir: str
     ax.set(xticks=ticks, yticks=ticks, xticklabels=labels, yticklabels=labels, xlabel="predicted")
     ax.set_ylabel("GT")
     ax.set_title(f"Matched faces, mask threshold {metrics['threshold']}")
-    confusion_path = out / "confusion.png"
-    fig.savefig(confusion_path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return roc_path, confusion_path
+
+
+def _draw_pr(ax: Axes, outs: Sequence[Outcome], threshold: float) -> None:
+    """The curve plus the point the alerts run at, so the threshold can be read against the whole curve."""
+    positive, scores = _unmasked_scores(outs)
+    recall, precision, ap = precision_recall_curve(positive, scores)
+    if ap is None:
+        ax.text(0.5, 0.5, "undefined: no unmasked matched faces", ha="center")
+    else:
+        # Chance level: flagging everyone gives the share of unmasked faces as precision.
+        ax.axhline(sum(positive) / len(positive), color="grey", linestyle=":", linewidth=1)
+        ax.plot(
+            np.concatenate([[0.0], recall]),
+            np.concatenate([precision[:1], precision]),
+            drawstyle="steps-pre",
+            label=f"AP {ap:.3f}",
+        )
+        # p(mask) itself, not 1 - score, so a face exactly at the threshold is treated as Face.with_class does.
+        flagged = [gt != "mask" for gt, f in _matched(outs) if _p_mask(f) < threshold]
+        if flagged:
+            point = (sum(flagged) / sum(positive), sum(flagged) / len(flagged))
+            ax.plot(*point, "o", color="black", label=f"p(mask) < {threshold}")
+        ax.legend(loc="lower left")
+    ax.set(xlabel="unmasked faces flagged (recall)", ylabel="flagged faces unmasked (precision)")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02))
+    ax.set_title("Flagging unmasked, matched faces, score 1 - p(mask)")
+
+
+def _draw_reliability(ax: Axes, calibration: Mapping[str, Any]) -> None:
+    """Accuracy per confidence bin against the diagonal; bars below it mean overconfidence."""
+    table, width = calibration["reliability_3class"], 1.0 / calibration["bins"]
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfectly calibrated")
+    filled = [(i, n, acc) for i, (n, acc) in enumerate(zip(table["count"], table["accuracy"], strict=True)) if n]
+    if filled:
+        ax.bar(
+            [i * width for i, _, _ in filled],
+            [acc for _, _, acc in filled],
+            width=width,
+            align="edge",
+            edgecolor="black",
+            alpha=0.7,
+            label="accuracy",
+        )
+        for i, n, acc in filled:
+            ax.text((i + 0.5) * width, acc + 0.01, str(n), ha="center", va="bottom", fontsize=7)
+        ax.legend(loc="upper left")
+    else:
+        ax.text(0.5, 0.5, "no matched faces", ha="center")
+    ax.set(xlabel="confidence of the predicted label", ylabel="accuracy (count above the bar)")
+    ax.set(xlim=(0, 1), ylim=(0, 1.08))
+    ax.set_title(f"3-class reliability, {calibration['faces']} matched faces, ECE {_fmt(calibration['ece_3class'])}")
 
 
 def run(
@@ -442,6 +659,7 @@ def _fmt(value: float | None) -> str:
 def format_report(metrics: Mapping[str, Any]) -> str:
     """Plain text for the terminal, with the counts behind each rate so small denominators show."""
     det, bi, inc, conf = metrics["detection"], metrics["binary"], metrics["incorrect"], metrics["confusion"]
+    cal = metrics["calibration"]
     sizes = det["recall_by_size"]
     lines = [
         f"Images {metrics['images']} ({metrics['failed_images']} failed), threshold {metrics['threshold']}",
@@ -461,9 +679,25 @@ def format_report(metrics: Mapping[str, Any]) -> str:
     for label, row in metrics["per_class"].items():
         lines.append(f"  {label:<10}" + "".join(f"{row[k]:>7}" for k in ("gt", "right", "wrong", "missed")))
     lines += [
-        f"Mask vs not: accuracy {_fmt(bi['accuracy'])} on {bi['matched']} matched, AUC {_fmt(bi['roc_auc'])}",
+        (
+            f"Mask vs not: accuracy {_fmt(bi['accuracy'])} on {bi['matched']} matched, "
+            f"AUC {_fmt(bi['roc_auc'])}, PR AP {_fmt(bi['pr_ap'])}"
+        ),
         f"  TNR unmasked flagged {_fmt(bi['tnr'])} ({bi['unmasked_flagged']}/{bi['unmasked_gt']}, + missed)",
         f"  FNR mask flagged     {_fmt(bi['fnr'])} ({bi['mask_flagged']}/{bi['mask_gt']})",
+        "  by mask threshold t (flagged if p(mask) < t; TNR, FNR count missed faces; accuracy on matched):",
+        f"  {'t':>5}{'TNR':>8}{'FNR':>8}{'accuracy':>10}",
+    ]
+    for row in metrics["thresholds"]:
+        in_use = "  <- in use" if row["threshold"] == metrics["threshold"] else ""
+        lines.append(
+            f"  {row['threshold']:>5}{_fmt(row['tnr']):>8}{_fmt(row['fnr']):>8}{_fmt(row['accuracy']):>10}{in_use}"
+        )
+    lines += [
+        (
+            f"Calibration on {cal['faces']} matched faces, {cal['bins']} bins: ECE 3-class {_fmt(cal['ece_3class'])}, "
+            f"mask vs not {_fmt(cal['ece_binary'])}"
+        ),
         "Confusion on matched faces (rows GT, columns predicted)",
         " " * 12 + "".join(f"{label:>10}" for label in conf["labels"]),
     ]
@@ -473,4 +707,39 @@ def format_report(metrics: Mapping[str, Any]) -> str:
         f"incorrect on matched faces: precision {_fmt(inc['precision'])} ({inc['tp']}/{inc['predicted']}), "
         f"recall {_fmt(inc['recall'])} ({inc['tp']}/{inc['gt_matched']})"
     )
+    return "\n".join(lines)
+
+
+def hard_case_figures(
+    probs: np.ndarray, labels: Sequence[str], cases: Sequence[str], threshold: float
+) -> dict[str, dict[str, Any]]:
+    """Per hard case (see synth.HARD_CASES): how often the face is flagged the
+    right way (masked vs not, at `threshold`) and given its exact label."""
+    out: dict[str, dict[str, Any]] = {}
+    for case in dict.fromkeys(cases):
+        idx = [i for i, c in enumerate(cases) if c == case]
+        label = labels[idx[0]]
+        p_mask = probs[idx, LABELS.index("mask")]
+        masked = p_mask >= threshold
+        exact = [
+            LABELS[int(np.argmax(probs[i, 1:])) + 1] == label if not m else label == "mask"
+            for i, m in zip(idx, masked, strict=True)
+        ]
+        out[case] = {
+            "label": label,
+            "n": len(idx),
+            "binary_right": float(np.mean(masked == (label == "mask"))),
+            "exact_right": float(np.mean(exact)),
+            "mean_p_mask": float(np.mean(p_mask)),
+        }
+    return out
+
+
+def format_hard_cases(figures: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = [f"  {'case':<14}{'label':<11}{'n':>4}{'masked-vs-not':>15}{'exact label':>13}{'mean p(mask)':>14}"]
+    for case, f in figures.items():
+        lines.append(
+            f"  {case:<14}{f['label']:<11}{f['n']:>4}{f['binary_right']:>15.3f}{f['exact_right']:>13.3f}"
+            f"{f['mean_p_mask']:>14.3f}"
+        )
     return "\n".join(lines)

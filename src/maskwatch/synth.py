@@ -75,7 +75,8 @@ def mask_shape(g: Geometry, top: float, style: str, rng: np.random.Generator) ->
     bottom = g.chin_y + rng.uniform(0, 3)
     w_top, w_mid, w_bot = g.half_w * rng.uniform(0.8, 0.95), g.half_w, g.half_w * rng.uniform(0.45, 0.65)
     mid = (top + bottom) / 2
-    bump = (mid - top) * (0.35 if style == "ffp2" else 0.15)
+    # the nose lifts the top edge of a mask worn over it; below the nose the edge runs straight
+    bump = 0.0 if top > g.nose_y else (mid - top) * (0.35 if style == "ffp2" else 0.15)
     pts = [(g.cx - w_top, top + 2), (g.cx - w_top * 0.4, top), (g.cx, top - bump), (g.cx + w_top * 0.4, top),
            (g.cx + w_top, top + 2), (g.cx + w_mid, mid), (g.cx + w_bot, bottom - 2), (g.cx, bottom),
            (g.cx - w_bot, bottom - 2), (g.cx - w_mid, mid)]
@@ -87,11 +88,12 @@ def mask_shape(g: Geometry, top: float, style: str, rng: np.random.Generator) ->
 
 
 def texture(style: str, color: np.ndarray, g: Geometry, top: float, rng: np.random.Generator) -> np.ndarray:
-    """RGB float texture (UP*CROP square) of a mask: colour, print, pleats or seam, and shading."""
+    """RGB float texture (UP*CROP square) of a mask: colour, print, pleats or seam, and shading.
+    Style `printed` is cloth that always carries a print."""
     n = CROP * UP
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / UP
     tex = np.broadcast_to(color, (n, n, 3)).copy()
-    if style == "cloth" and rng.random() < 0.5:  # a print: stripes, dots or checks
+    if style == "printed" or (style == "cloth" and rng.random() < 0.5):  # stripes, dots or checks
         other = PALETTE[rng.integers(len(PALETTE))]
         period = rng.uniform(2.5, 7)
         kind = rng.integers(3)
@@ -137,18 +139,24 @@ def _loops(alpha: np.ndarray, tex: np.ndarray, g: Geometry, top: float, color: n
         cv2.line(tex, tuple(_poly([p0])[0]), tuple(_poly([p1])[0]), color.tolist(), UP, cv2.LINE_AA)
 
 
-def draw_mask(face: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+DARK = PALETTE[PALETTE.max(axis=1) < 100]
+
+
+def draw_mask(face: np.ndarray, kind: str, rng: np.random.Generator, dark: bool = False) -> np.ndarray:
+    """A mask of `kind` (a mask style, or a way of wearing it wrong); `dark`
+    picks from the black/navy/grey colours only."""
     g = Geometry.sample(rng)
     style = str(rng.choice(KINDS["mask"])) if kind in KINDS["incorrect"] else kind
-    color = PALETTE[rng.integers(len(PALETTE))] * rng.uniform(0.85, 1.1)
-    if kind in KINDS["mask"]:
-        top = g.nose_y - (g.nose_y - g.eye_y) * rng.uniform(0.35, 0.6)
-    elif kind == "below_nose":
+    colors = DARK if dark else PALETTE
+    color = colors[rng.integers(len(colors))] * rng.uniform(0.85, 1.1)
+    if kind == "below_nose":
         top = g.nose_y + rng.uniform(1.0, 3.0)
     elif kind == "on_chin":
         top = g.mouth_y + rng.uniform(1.5, 4.0)
-    else:  # hanging: any height below the nose, shifted and turned
+    elif kind == "hanging":  # any height below the nose, shifted and turned (below)
         top = g.nose_y + rng.uniform(2.0, 8.0)
+    else:  # worn properly: over the bridge of the nose
+        top = g.nose_y - (g.nose_y - g.eye_y) * rng.uniform(0.35, 0.6)
     alpha = mask_shape(g, top, style, rng)
     tex = texture(style, color, g, top, rng)
     _loops(alpha, tex, g, top, color * 0.9)
@@ -172,32 +180,37 @@ def draw_negative(face: np.ndarray, kind: str, rng: np.random.Generator) -> np.n
     g = Geometry.sample(rng)
     n = CROP * UP
     alpha = np.zeros((n, n), np.float32)
-    if kind == "hand":
-        color = skin_tone(face, g, rng)
-        cx, cy = g.cx + rng.uniform(-4, 4), g.mouth_y + rng.uniform(-1, 3)
-        cv2.ellipse(alpha, (int(cx * UP), int(cy * UP)), (int(g.half_w * 0.8 * UP), int(7 * UP)),
-                    float(rng.uniform(-30, 30)), 0, 360, 1.0, -1, cv2.LINE_AA)
+    if kind == "hand":  # fingers across the mouth, a shade off the face's skin
+        color = skin_tone(face, g, rng) * rng.uniform(0.8, 1.2)
+        tilt = rng.uniform(-25, 25)
+        cx, cy = g.cx + rng.uniform(-3, 3), g.mouth_y + rng.uniform(-1, 2)
         tex = np.broadcast_to(color, (n, n, 3)).copy()
-        for k in range(4):  # knuckles / finger gaps
-            y = int((cy - 5 + 3 * k) * UP)
-            cv2.line(tex, (int((cx - g.half_w * 0.7) * UP), y), (int((cx + g.half_w * 0.7) * UP), y),
-                     (color * 0.75).tolist(), UP // 2, cv2.LINE_AA)
-        return composite(face, alpha, tex, follow=0.5)
+        for k in range(4):
+            fy = cy + (k - 1.5) * 3.2
+            center = (int(cx * UP), int(fy * UP))
+            axes = (int(g.half_w * rng.uniform(0.8, 1.0) * UP), int(1.7 * UP))
+            cv2.ellipse(alpha, center, axes, tilt, 0, 360, 1.0, -1, cv2.LINE_AA)
+            cv2.ellipse(tex, center, axes, tilt, 0, 360, (color * 0.7).tolist(), UP // 2, cv2.LINE_AA)
+        return composite(face, alpha, tex, follow=0.3)
     if kind == "scarf":
         top = g.mouth_y + rng.uniform(4, 8)  # below the mouth: covers chin and neck, not the mouth
         cv2.rectangle(alpha, (0, int(top * UP)), (n, n), 1.0, -1)
         tex = texture("cloth", PALETTE[rng.integers(len(PALETTE))], g, top, rng)
         return composite(face, alpha, tex)
-    if kind == "beard":
-        color = np.array(rng.choice([(35, 25, 20), (60, 40, 25), (20, 20, 20), (110, 90, 70)]), np.float32)
-        pts = [(g.cx - g.half_w, g.nose_y + 2), (g.cx + g.half_w, g.nose_y + 2),
-               (g.cx + g.half_w * 0.7, g.chin_y + 2), (g.cx, g.chin_y + 5), (g.cx - g.half_w * 0.7, g.chin_y + 2)]
-        cv2.fillPoly(alpha, [_poly(pts)], 0.9, cv2.LINE_AA)
-        mouth = _poly([(g.cx - 5, g.mouth_y - 1), (g.cx + 5, g.mouth_y - 1), (g.cx + 5, g.mouth_y + 2),
-                       (g.cx - 5, g.mouth_y + 2)])
-        cv2.fillPoly(alpha, [mouth], 0.0, cv2.LINE_AA)  # lips stay visible
-        tex = np.broadcast_to(color, (n, n, 3)) + rng.normal(0, 18, (n, n, 3)).astype(np.float32)
-        return composite(face, alpha, tex, follow=0.2)
+    if kind == "beard":  # hair texture around the mouth and over the jaw; lips stay visible
+        color = np.array(rng.choice([(35, 25, 20), (60, 40, 25), (20, 20, 20), (110, 90, 70), (150, 150, 150)]),
+                         np.float32)
+        pts = [(g.cx - g.half_w * 1.05, g.nose_y), (g.cx - 5, g.nose_y + 3), (g.cx + 5, g.nose_y + 3),
+               (g.cx + g.half_w * 1.05, g.nose_y), (g.cx + g.half_w * 0.8, g.chin_y),
+               (g.cx, g.chin_y + rng.uniform(2, 8)), (g.cx - g.half_w * 0.8, g.chin_y)]
+        cv2.fillPoly(alpha, [_poly(pts)], 1.0, cv2.LINE_AA)
+        cv2.ellipse(alpha, (int(g.cx * UP), int((g.mouth_y + 0.5) * UP)), (int(5.5 * UP), int(2.4 * UP)),
+                    0, 0, 360, 0.0, -1, cv2.LINE_AA)
+        hair = rng.random((n // 2, n // 2)).astype(np.float32)
+        hair = cv2.resize(cv2.GaussianBlur(hair, (1, 7), 0), (n, n))  # short vertical strands
+        alpha = cv2.GaussianBlur(alpha, (0, 0), UP * 0.7) * (0.55 + 0.45 * hair)
+        tex = color * (0.6 + 0.8 * hair[:, :, None])
+        return composite(face, alpha, tex, follow=0.3)
     # phone or paper: a turned rectangle partly over the lower face
     w, h = (10, 18) if kind == "phone" else (22, 16)
     cx, cy = g.cx + rng.uniform(-14, 14), g.mouth_y + rng.uniform(0, 10)
@@ -225,6 +238,40 @@ def synthesize(faces: np.ndarray, n: int, seed: int, kinds: dict[str, tuple[str,
         out.append(draw(face, kind, rng))
         labels.append(label)
         names.append(kind)
+    return np.stack(out), labels, names
+
+
+HARD_CASES: dict[str, tuple[str, str]] = {
+    "hand": ("no_mask", "hand"),
+    "scarf": ("no_mask", "scarf"),
+    "beard": ("no_mask", "beard"),
+    "phone": ("no_mask", "phone"),
+    "paper": ("no_mask", "paper"),
+    "dark_mask": ("mask", "dark"),
+    "printed_mask": ("mask", "printed"),
+    "below_nose": ("incorrect", "below_nose"),
+    "on_chin": ("incorrect", "on_chin"),
+}
+"""Hard case -> (label, what is drawn). All synthetic: see `hard_cases`."""
+
+
+def hard_cases(faces: np.ndarray, per_case: int, seed: int) -> tuple[np.ndarray, list[str], list[str]]:
+    """A fixed, labelled set of hard cases, drawn on `faces` (use faces never
+    trained on, e.g. the val split's): hard negatives and dark or printed masks."""
+    rng = np.random.default_rng(seed)
+    out, labels, names = [], [], []
+    for name, (label, what) in HARD_CASES.items():
+        for _ in range(per_case):
+            face = faces[rng.integers(len(faces))]
+            if label == "no_mask":
+                crop = draw_negative(face, what, rng)
+            elif what == "dark":
+                crop = draw_mask(face, str(rng.choice(KINDS["mask"])), rng, dark=True)
+            else:
+                crop = draw_mask(face, what, rng)
+            out.append(crop)
+            labels.append(label)
+            names.append(name)
     return np.stack(out), labels, names
 
 

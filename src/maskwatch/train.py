@@ -92,22 +92,27 @@ def crops_from_folder(crops_dir: Path, detector: CenterFace) -> CropSet:
     return CropSet(np.concatenate(xs), np.array(ys), np.ones(len(ys), np.int8), np.array(sizes, np.float32))
 
 
+def cached_crops(name: str, data: Path, cache: Path, detector: CenterFace | None = None) -> CropSet:
+    """One crop set (`train_det`, `train_crops` or `val_det`), built once and
+    cached as cache/NAME.npz (delete it to rebuild)."""
+    path = cache / f"{name}.npz"
+    if not path.is_file():
+        detector = detector or CenterFace()
+        builders = {
+            "train_det": lambda: crops_from_annotations(data / "detection" / "train.json", detector),
+            "train_crops": lambda: crops_from_folder(data / "crops", detector),
+            "val_det": lambda: crops_from_annotations(data / "detection" / "val.json", detector),
+        }
+        t = time.time()
+        builders[name]().save(path)
+        log.info("built %s in %.0f s", path, time.time() - t)
+    return CropSet.load(path)
+
+
 def build_crops(data: Path, cache: Path, detector: CenterFace) -> tuple[CropSet, CropSet]:
-    """(train, val) crop sets, cached as .npz in `cache` (delete it to rebuild)."""
-    paths = {name: cache / f"{name}.npz" for name in ("train_det", "train_crops", "val_det")}
-    builders = {
-        "train_det": lambda: crops_from_annotations(data / "detection" / "train.json", detector),
-        "train_crops": lambda: crops_from_folder(data / "crops", detector),
-        "val_det": lambda: crops_from_annotations(data / "detection" / "val.json", detector),
-    }
-    sets = {}
-    for name, path in paths.items():
-        if not path.is_file():
-            t = time.time()
-            builders[name]().save(path)
-            log.info("built %s in %.0f s", path, time.time() - t)
-        sets[name] = CropSet.load(path)
-    return CropSet.concat([sets["train_det"], sets["train_crops"]]), sets["val_det"]
+    """(train, val) crop sets."""
+    train = CropSet.concat([cached_crops(n, data, cache, detector) for n in ("train_det", "train_crops")])
+    return train, cached_crops("val_det", data, cache, detector)
 
 
 def synthetic_crops(train: CropSet, n: int, seed: int) -> CropSet:
