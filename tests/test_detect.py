@@ -16,7 +16,7 @@ from maskwatch.detect import (
     load_centerface,
     make_blob,
     nms,
-    pick_scales,
+    pick_passes,
     to_faces,
 )
 
@@ -117,21 +117,41 @@ def test_make_blob_scales_and_reports_the_actual_ratio(
 
 
 @pytest.mark.parametrize(
-    ("width", "height", "multi_scale", "scales"),
+    ("width", "height", "thorough", "passes"),
     [
-        # Long side 400 < 800 * .75 = 600: native and upscaled to 800 (x2).
-        (400, 300, True, [1.0, 2.0]),
-        (300, 400, True, [1.0, 2.0]),  # portrait: the long side counts
-        (400, 300, False, [2.0]),  # single-scale: only the upscaled pass
-        (599, 100, True, [1.0, 800 / 599]),  # just under 600
-        (600, 100, True, [1.0]),  # exactly 600 is not "under"
-        (640, 480, True, [1.0]),  # between 600 and 2560: native only
-        (2560, 1440, True, [1.0]),  # exactly max_side: native
-        (6000, 4000, True, [2560 / 6000]),  # shrunk to 2560 on the long side (0.4267)
+        # Long side 400 < 800 * .75 = 600: native, upscaled to 800 (x2) and x3, each also mirrored.
+        (400, 300, True, [(1.0, False), (1.0, True), (2.0, False), (2.0, True), (3.0, False), (3.0, True)]),
+        (300, 400, False, [(1.0, False), (2.0, False)]),  # portrait: the long side counts
+        (599, 100, False, [(1.0, False), (800 / 599, False)]),  # just under 600
+        (600, 100, True, [(1.0, False)]),  # exactly 600 is not "under"
+        (640, 480, True, [(1.0, False)]),  # between 600 and 2560: native only
+        (2560, 1440, True, [(1.0, False)]),  # exactly max_side: native
+        (6000, 4000, True, [(2560 / 6000, False)]),  # shrunk to 2560 on the long side (0.4267)
     ],
 )
-def test_pick_scales(width: int, height: int, multi_scale: bool, scales: list[float]) -> None:
-    assert pick_scales(width, height, DetectorConfig(multi_scale=multi_scale)) == pytest.approx(scales)
+def test_pick_passes(width: int, height: int, thorough: bool, passes: list[tuple[float, bool]]) -> None:
+    got = pick_passes(width, height, DetectorConfig(thorough=thorough))
+    assert [m for _, m in got] == [m for _, m in passes]
+    assert [s for s, _ in got] == pytest.approx([s for s, _ in passes])
+
+
+def test_mirrored_pass_maps_faces_back(detector, examples_dir, monkeypatch) -> None:
+    """A detector run that only looks at the mirror image must still report
+    boxes and landmarks (left eye left of right eye) in the image's own pixels."""
+    from maskwatch import detect
+    from maskwatch.decode import decode_file
+
+    rgb = decode_file(examples_dir / "maksssksksss787.png").upright()
+    plain = adjust_boxes(detector.run_at_scale(rgb, 1.0)[0], detector.config.box_adjust)
+    monkeypatch.setattr(detect, "pick_passes", lambda w, h, cfg: [(1.0, True)])
+    faces = detector(rgb)
+    strong = plain[plain[:, 4] > 0.6]
+    assert len(strong) >= 5
+    for b in strong:
+        best = max(faces, key=lambda f: iou(tuple(b[:4]), f.box))
+        assert iou(tuple(b[:4]), best.box) > 0.6
+        (lx, _), (rx, _), _, (mlx, _), (mrx, _) = best.landmarks
+        assert lx < rx and mlx < mrx
 
 
 # --- post-processing ------------------------------------------------------------------------------------------
@@ -230,7 +250,7 @@ def test_real_detector_finds_the_annotated_faces(example, detect_example) -> Non
     for f in faces:
         x1, y1, x2, y2 = f.box
         assert 0 <= x1 < x2 <= example.width and 0 <= y1 < y2 <= example.height
-        assert 0.3 < f.score <= 1.0  # over DetectorConfig().threshold
+        assert DetectorConfig().threshold < f.score <= 1.0
     assert [f.score for f in faces] == sorted((f.score for f in faces), reverse=True)  # best first
 
 

@@ -28,6 +28,8 @@ class ModelCard:
     temperature: float
     sha256: str
     version: str
+    flip: bool
+    """Average the logits of each crop and its mirror image (the temperature was fitted that way)."""
 
     @classmethod
     def read(cls, onnx_path: Path) -> ModelCard:
@@ -35,7 +37,8 @@ class ModelCard:
         if not card_path.is_file():
             raise RuntimeError(f"{card_path}: model card missing beside {onnx_path.name}")
         d = json.loads(card_path.read_text())
-        return cls(tuple(d["labels"]), int(d["crop"]), float(d.get("temperature", 1.0)), d["sha256"], d["version"])
+        return cls(tuple(d["labels"]), int(d["crop"]), float(d.get("temperature", 1.0)), d["sha256"], d["version"],
+                   bool(d.get("flip", False)))
 
 
 def sha256(path: Path) -> str:
@@ -69,7 +72,10 @@ class MaskClassifier:
         if len(crops) == 0:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
         blob = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
-        return self.session.run(None, {self.input_name: blob})[0]
+        if not self.card.flip:
+            return self.session.run(None, {self.input_name: blob})[0]
+        both = self.session.run(None, {self.input_name: np.concatenate([blob, blob[:, :, :, ::-1]])})[0]
+        return (both[: len(crops)] + both[len(crops) :]) / 2
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         """N x 3 calibrated probabilities in LABELS order."""

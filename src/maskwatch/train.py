@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,9 +98,11 @@ def cached_crops(name: str, data: Path, cache: Path, detector: CenterFace | None
     path = cache / f"{name}.npz"
     if not path.is_file():
         detector = detector or CenterFace()
+        plain = CenterFace(replace(detector.config, thorough=False)) if name == "train_crops" else detector
         builders = {
             "train_det": lambda: crops_from_annotations(data / "detection" / "train.json", detector),
-            "train_crops": lambda: crops_from_folder(data / "crops", detector),
+            # close-ups: the plain passes find their one face
+            "train_crops": lambda: crops_from_folder(data / "crops", plain),
             "val_det": lambda: crops_from_annotations(data / "detection" / "val.json", detector),
         }
         t = time.time()
@@ -342,7 +344,7 @@ def run(data: Path, out: Path, cache: Path, cfg: TrainConfig) -> dict:
         train = CropSet.concat([train, synthetic_crops(train, cfg.synth, cfg.seed)])
     log.info("train crops %s, val crops %s", np.bincount(train.y, minlength=3), np.bincount(val.y, minlength=3))
     model, history = train_model(train, val, cfg)
-    val_logits = predict_logits(model, val.x)
+    val_logits = (predict_logits(model, val.x) + predict_logits(model, val.x[:, :, ::-1].copy())) / 2  # as served
     temperature = fit_temperature(val_logits, val.y)
     export_onnx(model, out)
     card = {
@@ -350,6 +352,7 @@ def run(data: Path, out: Path, cache: Path, cfg: TrainConfig) -> dict:
         "labels": list(LABELS),
         "crop": CROP,
         "temperature": round(temperature, 4),
+        "flip": True,
         "sha256": sha256(out),
         "train_config": cfg.__dict__,
         "train_counts": {label: int((train.y == i).sum()) for i, label in enumerate(LABELS)},
