@@ -48,3 +48,11 @@ def test_writer_keeps_the_input_sound(tmp_path: Path) -> None:
             writer.write(np.zeros((240, 320, 3), np.uint8))
     meta = probe(out)
     assert meta["codec"] == "h264" and meta["audio_codec"] == "aac"
+
+
+def test_odd_frame_size_is_padded_to_even(tmp_path: Path) -> None:
+    out = tmp_path / "odd.mp4"
+    with Mp4Writer(out, 401, 267, fps=10) as writer:
+        for _ in range(3):
+            writer.write(np.full((267, 401, 3), 200, np.uint8))
+    assert probe(out)["size"] == (402, 268) and frame_count(out) == 3

@@ -66,7 +66,8 @@ def output_params(config: EncodeConfig, with_audio: bool) -> list[str]:
 
 
 class Mp4Writer:
-    """Feeds RGB frames of one size to ffmpeg; frames of another size are resized.
+    """Feeds RGB frames of one size to ffmpeg; frames of another size are
+    resized, and an odd side gets one more (repeated) pixel row or column.
 
     Example:
         >>> with Mp4Writer("out.mp4", 640, 480, fps=25) as out:
@@ -79,21 +80,25 @@ class Mp4Writer:
 
         self.path = Path(path)
         self.config = cfg = config or EncodeConfig()
-        self.width, self.height = width, height
+        self.width, self.height = width + width % 2, height + height % 2  # yuv420p needs even sides
         self.frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.audio = audio_from if cfg.audio and audio_from is not None and has_audio(audio_from) else None
         self._gen = imageio_ffmpeg.write_frames(
-            str(self.path), (width, height), fps=float(fps), codec="libx264", quality=cfg.quality,
-            macro_block_size=2,  # yuv420p needs even sides only; 16 would rescale 1080 to 1088
+            str(self.path), (self.width, self.height), fps=float(fps), codec="libx264", quality=cfg.quality,
+            macro_block_size=1,  # the default 16 would rescale 1080 to 1088
             ffmpeg_log_level=cfg.log_level, output_params=output_params(cfg, self.audio is not None),
             audio_path=None if self.audio is None else str(self.audio),
         )
         self._gen.send(None)  # starts ffmpeg
 
     def write(self, rgb: np.ndarray) -> None:
-        if rgb.shape[:2] != (self.height, self.width):
-            rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        h, w = rgb.shape[:2]
+        if (h, w) != (self.height, self.width):
+            if 0 <= self.height - h <= 1 and 0 <= self.width - w <= 1:  # odd side: repeat the last row or column
+                rgb = cv2.copyMakeBorder(rgb, 0, self.height - h, 0, self.width - w, cv2.BORDER_REPLICATE)
+            else:
+                rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
         self._gen.send(np.ascontiguousarray(rgb))
         self.frames += 1
 
