@@ -55,7 +55,41 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--seed", type=int, default=0, help="Default: 0")
     y.add_argument("--classifier", type=Path, default=None, help="ONNX classifier to score the hard cases with")
     y.add_argument("--threshold", type=float, default=0.5, help="p(mask) needed for `mask`. Default: 0.5")
+
+    add_video_parser(sub)
     return p
+
+
+def add_video_parser(sub) -> None:
+    from maskwatch.track import TrackConfig
+
+    tc = TrackConfig()
+    v = sub.add_parser("video", help="follow faces through a video, stream or webcam; annotated MP4 and events")
+    v.add_argument("input", help="video file (mp4, avi, mkv, mov), image folder or glob, webcam index (0), "
+                                 "or http(s)/rtsp URL (MJPEG over HTTP too)")
+    v.add_argument("--out", type=Path, help="write the annotated video here (H.264 MP4, the input's sound kept)")
+    v.add_argument("--events", type=Path, help="write one JSON object per frame (JSON Lines) here")
+    v.add_argument("--tracks", type=Path,
+                   help="write one JSON object per person track here. Default: beside --events, as *.tracks.jsonl")
+    v.add_argument("--summary", type=Path,
+                   help="write the run summary (people per label, compliance per minute) here, its plot beside it")
+    v.add_argument("--stride", type=int, default=1,
+                   help="files: process every n-th frame only (faster, coarser). Default: 1")
+    v.add_argument("--detect-every", type=int, default=1,
+                   help="detect and classify every n-th processed frame; in between, tracked faces move by their "
+                        "track's speed (about n times faster; boxes lag on sudden moves). Default: 1")
+    v.add_argument("--min-face", type=float, default=tc.min_face,
+                   help=f"faces smaller than this (px) are tracked but do not vote. Default: {tc.min_face}")
+    v.add_argument("--min-votes", type=int, default=tc.min_votes,
+                   help=f"frames of evidence before a track gets a label (else unknown). Default: {tc.min_votes}")
+    v.add_argument("--min-confidence", type=float, default=tc.min_confidence,
+                   help=f"classifier confidence a frame needs to vote. Default: {tc.min_confidence}")
+    v.add_argument("--lost-seconds", type=float, default=tc.lost_seconds,
+                   help=f"seconds before an unseen track ends; longer bridges gaps. Default: {tc.lost_seconds}")
+    v.add_argument("--bucket", type=float, default=60.0,
+                   help="seconds per compliance-over-time bucket in the summary. Default: 60")
+    v.add_argument("--no-audio", action="store_true", help="do not copy the input's sound into --out")
+    add_model_options(v)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -283,11 +317,78 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_video(args: argparse.Namespace) -> int:
+    import math
+    import signal
+    import threading
+    from dataclasses import replace
+
+    from maskwatch.encode import EncodeConfig
+    from maskwatch.track import UNKNOWN, TrackConfig
+    from maskwatch.video import SourceConfig, open_source
+    from maskwatch.videorun import VideoConfig, VideoOutputs, run_video
+
+    tracks = args.tracks
+    if tracks is None and args.events is not None:
+        tracks = args.events.with_name(args.events.stem + ".tracks.jsonl")
+    if not any((args.out, args.events, tracks, args.summary)):
+        print("maskwatch video: nothing to write: give --out, --events or --summary", file=sys.stderr)
+        return EXIT_USAGE
+    config = VideoConfig(
+        detect_every=args.detect_every, bucket_seconds=args.bucket, source=SourceConfig(stride=args.stride),
+        track=replace(TrackConfig(), min_face=args.min_face, min_votes=args.min_votes,
+                      min_confidence=args.min_confidence, lost_seconds=args.lost_seconds),
+        encode=EncodeConfig(audio=not args.no_audio))
+    source = open_source(args.input, config.source)
+    pipeline = make_pipeline(args)
+
+    stop, signals = threading.Event(), []
+
+    def on_signal(signum, _frame) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        signals.append(signum)
+        stop.set()
+        source.request_stop()
+        print(f"\n{signal.Signals(signum).name}: finishing the outputs (again to abort)", file=sys.stderr)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    total = source.stats.frame_count
+    total = math.ceil(total / args.stride) if total and not source.spec.live else 0
+    try:
+        with progress_bar(total, "video", total > 0 and sys.stderr.isatty()) as advance:
+            stats, summary = run_video(source, pipeline, VideoOutputs(args.out, args.events, tracks, args.summary),
+                                       config, progress=advance, stop=stop)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    people = summary["people_per_label"]
+    share = f"; {summary['compliance']:.0%} properly masked" if summary["compliance"] is not None else ""
+    print(f"{args.input}: {stats.frames} frames ({stats.detected} detected) in {stats.seconds:.1f} s "
+          f"({stats.fps:.1f} fps), {summary['people']} people: "
+          + ", ".join(f"{people[k]} {k}" for k in (*LABELS, UNKNOWN)) + share)
+    counters = summary["source_stats"]
+    notes = [f"{counters[k]} {k}" for k in ("dropped", "corrupt", "reconnects") if counters[k]]
+    if notes or counters["errors"]:
+        print("source: " + ", ".join(notes + counters["errors"]), file=sys.stderr)
+    for target, what in ((args.out, "annotated video"), (args.events, "frame JSON lines"),
+                         (tracks, "track JSON lines"), (args.summary, "summary")):
+        if target:
+            print(f"{what}: {target}")
+    if args.summary:
+        print(f"compliance plot: {args.summary.with_suffix('.png')}")
+    if signals:
+        print("interrupted: outputs are complete up to the last processed frame", file=sys.stderr)
+        return 128 + signals[0]
+    return EXIT_SOME_FAILED if counters["corrupt"] or counters["errors"] else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth}
+    commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth,
+                "video": cmd_video}
     try:
         return commands[args.command](args)
     except FileNotFoundError as exc:

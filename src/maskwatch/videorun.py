@@ -1,0 +1,224 @@
+"""Run the pipeline over a video: frames in, annotated MP4 and JSON lines out.
+
+Glue between the stages, used by `maskwatch video` and the benchmark:
+`FrameSource` (video.py) -> `Pipeline.faces` -> `FaceTracker` (track.py) ->
+annotated MP4 (encode.py), per-frame and per-track JSON lines, and a run
+summary (compliance.py). Whatever stops the run (end of input, `stop` set by
+a signal handler, an exception) the outputs are closed in order: the MP4 is
+finished by ffmpeg, the open tracks are written, then the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import cv2
+import numpy as np
+
+from maskwatch.annotate import FONT, annotate, style
+from maskwatch.compliance import plot_compliance, summarize
+from maskwatch.encode import EncodeConfig, Mp4Writer
+from maskwatch.pipeline import Pipeline
+from maskwatch.track import UNKNOWN, FaceTracker, Track, TrackConfig
+from maskwatch.types import FrameResult
+from maskwatch.video import FrameSource, SourceConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """`detect_every`: run the detector and classifier on every n-th
+    processed frame only; frames in between re-emit the tracked faces moved
+    by their tracks' velocities (about n times faster, boxes lag on sudden
+    turns). `bucket_seconds`: width of the compliance-over-time buckets."""
+
+    detect_every: int = 1
+    bucket_seconds: float = 60.0
+    source: SourceConfig = field(default_factory=SourceConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.bucket_seconds <= 0:
+            raise ValueError(f"bucket_seconds must be > 0, got {self.bucket_seconds}")
+
+
+@dataclass(frozen=True)
+class VideoOutputs:
+    """Where results go; None skips that output (and its cost)."""
+
+    video: Path | None = None
+    events: Path | None = None
+    tracks: Path | None = None
+    summary: Path | None = None
+
+    @property
+    def plot(self) -> Path | None:
+        return None if self.summary is None else self.summary.with_suffix(".png")
+
+
+def display_faces(result: FrameResult) -> list:
+    """Faces as the video shows them: coloured by their track's voted label
+    (grey until the track has enough evidence), captioned with the vote share."""
+    ids = result.extra.get("track_ids") or [None] * len(result.faces)
+    labels = result.extra.get("track_labels") or [None] * len(result.faces)
+    shares = result.extra.get("track_confidences") or [None] * len(result.faces)
+    out = []
+    for face, tid, label, share in zip(result.faces, ids, labels, shares, strict=True):
+        if tid is None or label in (None, UNKNOWN):
+            out.append(replace(face, label=None, confidence=None, probs=None))
+        else:
+            out.append(replace(face, label=label, confidence=share, probs=None))
+    return out
+
+
+def annotate_frame(rgb: np.ndarray, result: FrameResult) -> np.ndarray:
+    """The frame with each face's box and track label, and its track id below the box."""
+    out = annotate(rgb, display_faces(result))
+    h, w = out.shape[:2]
+    thick, font_scale = style(w, h)
+    for face, tid in zip(result.faces, result.extra.get("track_ids") or [], strict=False):
+        if tid is None:
+            continue
+        x1, _, _, y2 = (round(v) for v in face.box)
+        text = f"#{tid}"
+        (tw, th), base = cv2.getTextSize(text, FONT, font_scale, 1)
+        tx, ty = min(max(0, x1), max(0, w - tw)), min(h - base - 1, y2 + th + base + 2)
+        cv2.putText(out, text, (tx, ty), FONT, font_scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(out, text, (tx, ty), FONT, font_scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def _open_text(path: Path | None) -> TextIO | None:
+    if path is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w", encoding="utf-8")
+
+
+def _write(fh: TextIO | None, obj: dict[str, Any]) -> None:
+    if fh is not None:
+        fh.write(json.dumps(obj) + "\n")
+        fh.flush()  # a killed run keeps every line written so far
+
+
+@dataclass
+class RunStats:
+    """What a run did; `interrupted` when `stop` ended it before the input did."""
+
+    frames: int = 0
+    detected: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    tracks: list[Track] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_video(source: FrameSource, pipeline: Pipeline, outputs: VideoOutputs | None = None,
+              config: VideoConfig | None = None, progress: Callable[[], None] | None = None,
+              stop: threading.Event | None = None) -> tuple[RunStats, dict[str, Any]]:
+    """Process every frame `source` yields; returns (stats, summary).
+
+    The summary is also written to `outputs.summary` (with its plot beside
+    it) and holds the source's counters (frames read, dropped, corrupt,
+    reconnects).
+    """
+    cfg = config or VideoConfig()
+    outputs = outputs or VideoOutputs()
+    stop = stop or threading.Event()
+    stats = RunStats()
+    events_fh, tracks_fh = _open_text(outputs.events), _open_text(outputs.tracks)
+    writer: Mp4Writer | None = None
+    tracker: FaceTracker | None = None
+    last_time = 0.0
+    t0 = time.perf_counter()
+    try:
+        source.start()
+        for frame in source:
+            if stop.is_set():
+                stats.interrupted = True
+                break
+            if tracker is None:  # the fps is known once the source delivered
+                tracker = FaceTracker(cfg.track, fps=source.stats.fps or 25.0)
+            h, w = frame.rgb.shape[:2]
+            if stats.frames % cfg.detect_every == 0:
+                result = FrameResult(source.name, w, h, tuple(pipeline.faces(frame.rgb)))
+                result = tracker.update(result, frame.index, frame.time)
+                stats.detected += 1
+            else:
+                result = tracker.hold(source.name, w, h, frame.time)
+            result = with_frame_info(result, frame.index, frame.time, frame.wall if source.spec.live else None)
+            _write(events_fh, result.to_dict())
+            for track in tracker.retire():
+                stats.tracks.append(track)
+                _write(tracks_fh, track.to_dict())
+            if outputs.video is not None:
+                if writer is None:
+                    fps = (source.stats.fps or 25.0) / (1 if source.spec.live else source.config.stride)
+                    audio = source.spec.target if source.spec.kind == "file" else None
+                    writer = Mp4Writer(outputs.video, w, h, fps, audio_from=audio, config=cfg.encode)
+                writer.write(annotate_frame(frame.rgb, result))
+            stats.frames += 1
+            last_time = frame.time
+            if progress is not None:
+                progress()
+        else:
+            stats.interrupted = stop.is_set()
+    finally:
+        source.close()
+        stats.seconds = time.perf_counter() - t0
+        if writer is not None:
+            writer.close()
+        for track in tracker.finish() if tracker is not None else []:
+            stats.tracks.append(track)
+            _write(tracks_fh, track.to_dict())
+        for fh in (events_fh, tracks_fh):
+            if fh is not None:
+                fh.close()
+    summary = run_summary(source, stats, cfg, last_time)
+    if outputs.summary is not None:
+        outputs.summary.parent.mkdir(parents=True, exist_ok=True)
+        outputs.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        plot_compliance(summary["compliance_over_time"] or [{"start": 0, "people": 0, "compliance": None}],
+                        outputs.plot, title=f"Mask compliance: {Path(source.name).name}")
+    return stats, summary
+
+
+def with_frame_info(result: FrameResult, index: int, seconds: float, wall: float | None) -> FrameResult:
+    """Frame index and time (and wall clock for live sources) first in `extra`."""
+    extra: dict[str, Any] = {"frame": index, "time": round(seconds, 3)}
+    if wall is not None:
+        extra["wall_time"] = round(wall, 3)
+    extra.update(result.extra)
+    return replace(result, extra=extra)
+
+
+def run_summary(source: FrameSource, stats: RunStats, cfg: VideoConfig, duration: float) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "source": source.name,
+        "kind": source.spec.kind,
+        "frames_processed": stats.frames,
+        "frames_detected": stats.detected,
+        "duration": round(duration, 3),
+        "processing_seconds": round(stats.seconds, 3),
+        "processing_fps": round(stats.fps, 2),
+        "stride": 1 if source.spec.live else source.config.stride,
+        "detect_every": cfg.detect_every,
+        "interrupted": stats.interrupted,
+        "source_stats": source.stats.to_dict(),
+    }
+    summary.update(summarize(stats.tracks, cfg.bucket_seconds, duration))
+    return summary
