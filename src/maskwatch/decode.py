@@ -149,21 +149,23 @@ def to_stored(points: np.ndarray, orientation: int, width: int, height: int) -> 
     return to_upright(points, _INVERSE[orientation], uw, uh)
 
 
-def boxes_to_stored(boxes: np.ndarray, orientation: int, width: int, height: int) -> np.ndarray:
-    """Map (N, 4) x1,y1,x2,y2 boxes from the upright grid to the stored grid."""
+def _move_boxes(boxes: np.ndarray, move, orientation: int, width: int, height: int) -> np.ndarray:
+    """Move (N, 4) x1,y1,x2,y2 boxes corner by corner; turned corners are re-sorted."""
     if orientation == 1 or len(boxes) == 0:
         return boxes
-    a = to_stored(boxes[:, 0:2], orientation, width, height)
-    b = to_stored(boxes[:, 2:4], orientation, width, height)
+    a = move(boxes[:, 0:2], orientation, width, height)
+    b = move(boxes[:, 2:4], orientation, width, height)
     return np.concatenate([np.minimum(a, b), np.maximum(a, b)], axis=1)
+
+
+def boxes_to_stored(boxes: np.ndarray, orientation: int, width: int, height: int) -> np.ndarray:
+    """Boxes from the upright grid to the stored grid (stored size given)."""
+    return _move_boxes(boxes, to_stored, orientation, width, height)
 
 
 def boxes_to_upright(boxes: np.ndarray, orientation: int, width: int, height: int) -> np.ndarray:
-    if orientation == 1 or len(boxes) == 0:
-        return boxes
-    a = to_upright(boxes[:, 0:2], orientation, width, height)
-    b = to_upright(boxes[:, 2:4], orientation, width, height)
-    return np.concatenate([np.minimum(a, b), np.maximum(a, b)], axis=1)
+    """Boxes from the stored grid (stored size given) to the upright grid."""
+    return _move_boxes(boxes, to_upright, orientation, width, height)
 
 
 def list_images(paths: list[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]]:
