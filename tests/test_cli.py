@@ -101,3 +101,12 @@ def test_val_split_meets_part1_figures(tmp_path: Path, capsys: pytest.CaptureFix
     assert m["detection"]["recall"] >= 0.85
     assert m["binary"]["accuracy"] >= 0.94
     assert m["ap"]["folded"]["map"] >= 0.70
+
+
+def test_no_thorough_runs_fewer_passes(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    photo = str(EXAMPLES / "maksssksksss787.png")
+    assert main(["detect", photo, "--json", str(a)]) == 0
+    assert main(["detect", photo, "--json", str(b), "--no-thorough"]) == 0
+    thorough, plain = (json.loads(p.read_text())["faces"] for p in (a, b))
+    assert len(plain) >= 6 and len(thorough) >= len(plain) - 1

@@ -160,3 +160,11 @@ def test_committed_examples_json_reads_as_frame_results(examples_dir) -> None:
     totals = {k: sum(r.counts()[k] for r in results) for k in LABELS}
     assert totals == {"mask": 14, "no_mask": 6, "incorrect": 3}
     assert all(r.extra == {"source": "kaggle-andrewmvd"} and r.error is None for r in results)
+
+
+def test_extra_keys_never_hide_schema_fields() -> None:
+    from maskwatch.types import FrameResult
+
+    r = FrameResult("a.jpg", 4, 3, extra={"image": "wrong", "faces": "wrong", "frame": 7})
+    d = r.to_dict()
+    assert d["image"] == "a.jpg" and d["faces"] == [] and d["frame"] == 7

@@ -113,7 +113,8 @@ class FrameResult:
         }
         if self.error is not None:
             out["error"] = self.error
-        out.update(self.extra)
+        for key, value in self.extra.items():
+            out.setdefault(key, value)  # an extra key never hides a schema field
         return out
 
     @classmethod
