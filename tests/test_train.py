@@ -63,3 +63,20 @@ def test_export_matches_torch(tmp_path: Path) -> None:
     got = cpu_session(str(path)).run(None, {"crops": x})[0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     assert path.stat().st_size < 3_000_000
+
+
+def test_ensemble_averages_members_and_exports(tmp_path: Path) -> None:
+    from maskwatch.detect import cpu_session
+    from maskwatch.train import export_onnx, make_ensemble, make_model
+
+    torch.manual_seed(0)
+    members = [make_model().eval() for _ in range(2)]
+    ensemble = make_ensemble(members).eval()
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 255, size=(3, 3, CROP, CROP)).astype(np.float32))
+    with torch.no_grad():
+        expected = (members[0](x) + members[1](x)).numpy() / 2
+        np.testing.assert_allclose(ensemble(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+    path = tmp_path / "e.onnx"
+    export_onnx(ensemble, path)
+    got = cpu_session(str(path)).run(None, {"crops": x.numpy()})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

@@ -334,32 +334,57 @@ def export_onnx(model, path: Path) -> None:
                           dynamic_axes={"crops": {0: "n"}, "logits": {0: "n"}}, opset_version=17, dynamo=False)
 
 
-def run(data: Path, out: Path, cache: Path, cfg: TrainConfig) -> dict:
-    """Build crops, train, pick the epoch on val, calibrate, export ONNX + card."""
+def make_ensemble(members: list):
+    """One module averaging its members' logits, so one ONNX file serves them all."""
+    import torch
+    from torch import nn
+
+    class Ensemble(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.members = nn.ModuleList(members)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([m(x) for m in self.members]).mean(0)
+
+    return Ensemble()
+
+
+def run(data: Path, out: Path, cache: Path, cfg: TrainConfig, seeds: tuple[int, ...] = (0,)) -> dict:
+    """Build crops, train one model per seed (each with its own synthetic
+    crops), pick each one's epoch on val, average them, calibrate on val,
+    export ONNX + card."""
     import torch
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    train, val = build_crops(data, cache, CenterFace())
-    if cfg.synth:
-        train = CropSet.concat([train, synthetic_crops(train, cfg.synth, cfg.seed)])
-    log.info("train crops %s, val crops %s", np.bincount(train.y, minlength=3), np.bincount(val.y, minlength=3))
-    model, history = train_model(train, val, cfg)
+    real, val = build_crops(data, cache, CenterFace())
+    members, histories = [], []
+    for seed in seeds:
+        member_cfg = replace(cfg, seed=seed)
+        train = CropSet.concat([real, synthetic_crops(real, cfg.synth, seed)]) if cfg.synth else real
+        log.info("seed %d: train crops %s, val crops %s", seed, np.bincount(train.y, minlength=3),
+                 np.bincount(val.y, minlength=3))
+        model, history = train_model(train, val, member_cfg)
+        members.append(model)
+        histories.append(history)
+    model = members[0] if len(members) == 1 else make_ensemble(members)
     val_logits = (predict_logits(model, val.x) + predict_logits(model, val.x[:, :, ::-1].copy())) / 2  # as served
     temperature = fit_temperature(val_logits, val.y)
     export_onnx(model, out)
     card = {
-        "version": f"masknet-{time.strftime('%Y%m%d')}-seed{cfg.seed}",
+        "version": f"masknet-{time.strftime('%Y%m%d')}-seeds{'-'.join(map(str, seeds))}",
         "labels": list(LABELS),
         "crop": CROP,
         "temperature": round(temperature, 4),
         "flip": True,
         "sha256": sha256(out),
-        "train_config": cfg.__dict__,
-        "train_counts": {label: int((train.y == i).sum()) for i, label in enumerate(LABELS)},
+        "train_config": {**cfg.__dict__, "seeds": list(seeds)},
+        "train_counts_real": {label: int((real.y == i).sum()) for i, label in enumerate(LABELS)},
+        "synthetic_per_member": cfg.synth,
         "val_counts": {label: int((val.y == i).sum()) for i, label in enumerate(LABELS)},
         "val_crops_calibrated": val_figures(val_logits, val.y, temperature),
-        "best_epoch": int(np.argmin([h["nll"] for h in history])),
-        "history": history,
+        "best_epochs": [int(np.argmin([h["nll"] for h in hist])) for hist in histories],
+        "history": histories,
     }
     out.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
     return card
