@@ -1,0 +1,254 @@
+"""Sinks and outbox delivery against real receivers: a webhook server on
+127.0.0.1 that fails before it works, a shell command, a JSON-lines file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from maskwatch.alerts import Alert
+from maskwatch.sinks import (
+    CommandSink,
+    DeliveryConfig,
+    DeliveryError,
+    Dispatcher,
+    FileSink,
+    LogSink,
+    WebhookSink,
+    make_sinks,
+)
+from maskwatch.store import Store
+
+FAST = DeliveryConfig(backoff=0.02, max_backoff=0.1, lease=5.0, flush_seconds=3.0)
+
+
+def alert(n: int, snapshot: bytes | None = None) -> Alert:
+    return Alert(id=f"alert-{n}", source="door", track_id=n, label="no_mask", confidence=0.9,
+                 first_seen=1_700_000_000.0, time=1_700_000_003.0, video_time=3.0, box=(1, 2, 3, 4),
+                 snapshot=snapshot)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1 that answers HTTP 500 to its first
+    `failures` requests, then 200; it records every request it accepted."""
+
+    def __init__(self, failures: int = 0, port: int = 0) -> None:
+        self.failures, self.port = failures, port
+        self.requests: list[tuple[dict, dict]] = []  # (headers, JSON body) of each request
+        self.accepted: list[dict] = []
+        self.keys: list[str] = []
+        """Idempotency keys of the accepted requests."""
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def start(self) -> Receiver:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.requests.append((dict(self.headers), body))
+                fail = len(owner.requests) <= owner.failures
+                if not fail:
+                    owner.accepted.append(body)
+                    owner.keys.append(self.headers["Idempotency-Key"])
+                self.send_response(500 if fail else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@pytest.fixture
+def receiver():
+    made: list[Receiver] = []
+
+    def make(failures: int = 0, port: int = 0) -> Receiver:
+        made.append(Receiver(failures, port).start())
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.stop()
+
+
+def stored(path: Path, alerts: list[Alert], sinks: list[str]) -> Path:
+    with Store(path) as store:
+        for a in alerts:
+            store.add(a, sinks)
+    return path
+
+
+def test_webhook_that_fails_then_works_gets_every_alert_exactly_once(tmp_path: Path, receiver) -> None:
+    hook = receiver(failures=4)
+    sink = WebhookSink(hook.url)
+    path = stored(tmp_path / "e.sqlite", [alert(n) for n in range(3)], [sink.name])
+    dispatcher = Dispatcher(path, [sink], FAST)
+    assert dispatcher.close() == 0  # the final flush waits out the backoffs
+    assert len(hook.requests) == 3 + 4
+    assert sorted(hook.keys) == ["alert-0", "alert-1", "alert-2"]  # each once, keyed by its id
+    assert all(h["Idempotency-Key"] == b["id"] for h, b in hook.requests)
+    assert hook.accepted[0]["label"] == "no_mask" and hook.requests[0][0]["Content-Type"] == "application/json"
+    with Store(path) as store:
+        assert store.pending() == {}
+        assert sum(d.attempts for e in store.query() for d in e.deliveries) == 7
+
+
+def test_webhook_that_refuses_connections_for_a_while(tmp_path: Path, receiver) -> None:
+    port = free_port()
+    sink = WebhookSink(f"http://127.0.0.1:{port}/hook", timeout=2)
+    path = stored(tmp_path / "e.sqlite", [alert(1), alert(2)], [sink.name])
+    dispatcher = Dispatcher(path, [sink], FAST)
+    assert dispatcher.deliver_due() == 0 and dispatcher.failures == 2
+    with Store(path) as store:
+        assert "refused" in store.query()[0].deliveries[0].last_error.lower()
+    hook = receiver(port=port)  # the endpoint comes up
+    assert dispatcher.drain(3.0) == 0
+    dispatcher.close()
+    assert sorted(hook.keys) == ["alert-1", "alert-2"] and len(hook.requests) == 2
+
+
+def test_a_restart_delivers_what_the_last_run_left_and_nothing_twice(tmp_path: Path, receiver) -> None:
+    hook = receiver(failures=10**6)  # down for the whole first run
+    sink = WebhookSink(hook.url)
+    path = stored(tmp_path / "e.sqlite", [alert(1), alert(2)], [sink.name, "log"])
+    first = Dispatcher(path, [sink, LogSink()], FAST)
+    assert first.close(flush_seconds=0.3) == 2  # the run ends with the webhook still down
+    assert hook.accepted == []
+    hook.failures = 0  # the endpoint recovers; a new process starts with the same sinks
+    second = Dispatcher(path, [WebhookSink(hook.url), LogSink()], FAST)
+    assert second.close() == 0
+    assert sorted(hook.keys) == ["alert-1", "alert-2"]
+    third = Dispatcher(path, [WebhookSink(hook.url), LogSink()], FAST)  # and again: nothing left to send
+    assert third.close() == 0 and sorted(hook.keys) == ["alert-1", "alert-2"]
+
+
+def test_a_send_cut_off_by_a_crash_is_repeated_with_the_same_key(tmp_path: Path, receiver) -> None:
+    hook = receiver()
+    sink = WebhookSink(hook.url)
+    path = stored(tmp_path / "e.sqlite", [alert(1)], [sink.name])
+    with Store(path) as store:
+        (row,) = store.claim({sink.name}, lease=0.2)
+        sink.send(row.alert)  # the process dies here, before marking the row delivered
+    later = lambda: time.time() + 1  # noqa: E731  (the next run starts after the lease ran out)
+    assert Dispatcher(path, [sink], FAST, clock=later).close() == 0
+    assert hook.keys == ["alert-1", "alert-1"]  # at least once; the key lets the receiver drop the repeat
+
+
+def test_background_delivery_is_woken_by_a_new_alert(tmp_path: Path, receiver) -> None:
+    hook = receiver()
+    sink = WebhookSink(hook.url)
+    path = tmp_path / "e.sqlite"
+    dispatcher = Dispatcher(path, [sink], FAST).start()
+    try:
+        with Store(path) as store:
+            store.add(alert(5), [sink.name])
+        dispatcher.wake()
+        deadline = time.monotonic() + 5
+        while not hook.accepted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [b["id"] for b in hook.accepted] == ["alert-5"]
+    finally:
+        assert dispatcher.close() == 0
+
+
+def test_webhook_sends_the_snapshot_as_base64(receiver) -> None:
+    hook = receiver()
+    WebhookSink(hook.url).send(alert(1, snapshot=b"\xff\xd8\xff"))
+    assert hook.accepted[0]["snapshot_jpeg"] == "/9j/"
+
+
+def test_webhook_errors_name_the_status(receiver) -> None:
+    hook = receiver(failures=1)
+    with pytest.raises(DeliveryError, match="HTTP 500"):
+        WebhookSink(hook.url).send(alert(1))
+    with pytest.raises(ValueError, match="http"):
+        WebhookSink("ftp://example.org/x")
+
+
+RECORD = """
+import json, os, sys
+alert = json.load(sys.stdin)
+with open(sys.argv[1], "a") as fh:
+    fh.write(json.dumps([os.environ["MASKWATCH_ALERT_ID"], alert["id"], alert["track_id"]]) + "\\n")
+"""
+
+
+def test_command_sink_gets_the_alert_on_stdin(tmp_path: Path) -> None:
+    out = tmp_path / "got.jsonl"
+    sink = CommandSink([sys.executable, "-c", RECORD, str(out)])
+    sink.send(alert(3))
+    assert json.loads(out.read_text()) == ["alert-3", "alert-3", 3]
+    assert sink.name.startswith("command:") and str(out) in sink.name
+
+
+def test_command_sink_failures_are_retried(tmp_path: Path) -> None:
+    flag, out = tmp_path / "ok", tmp_path / "got.jsonl"
+    script = f"import pathlib, sys\nif not pathlib.Path({str(flag)!r}).exists(): sys.exit(3)\n" + RECORD
+    sink = CommandSink([sys.executable, "-c", script, str(out)])
+    path = stored(tmp_path / "e.sqlite", [alert(1)], [sink.name])
+    dispatcher = Dispatcher(path, [sink], FAST)
+    assert dispatcher.deliver_due() == 0
+    with Store(path) as store:
+        assert "exit status 3" in store.query()[0].deliveries[0].last_error
+    flag.touch()
+    assert dispatcher.close() == 0
+    assert [json.loads(line)[0] for line in out.read_text().splitlines()] == ["alert-1"]
+
+
+def test_command_sink_timeout_and_missing_program(tmp_path: Path) -> None:
+    with pytest.raises(DeliveryError, match="no exit within"):
+        CommandSink([sys.executable, "-c", "import time; time.sleep(5)"], timeout=0.3).send(alert(1))
+    with pytest.raises(DeliveryError, match="no-such-program"):
+        CommandSink([str(tmp_path / "no-such-program")]).send(alert(1))
+
+
+def test_file_and_log_sinks(tmp_path: Path, caplog) -> None:
+    sink = FileSink(tmp_path / "alerts" / "a.jsonl")
+    path = stored(tmp_path / "e.sqlite", [alert(1), alert(2)], [sink.name, "log"])
+    with caplog.at_level(logging.WARNING, logger="maskwatch.sinks"):
+        assert Dispatcher(path, [sink, LogSink()], FAST).close() == 0
+    lines = [json.loads(line) for line in (tmp_path / "alerts" / "a.jsonl").read_text().splitlines()]
+    assert [d["id"] for d in lines] == ["alert-1", "alert-2"] and lines[0]["time"] == "2023-11-14T22:13:23.000Z"
+    assert sum("ALERT door: person #2 no_mask" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_make_sinks_from_cli_options(tmp_path: Path) -> None:
+    sinks = make_sinks(["http://a/x", "http://b/y", "http://a/x"], tmp_path / "f.jsonl", "notify-send 'mask alert'")
+    assert [s.name for s in sinks] == ["log", "webhook:http://a/x", "webhook:http://b/y",
+                                       f"file:{(tmp_path / 'f.jsonl').resolve()}", "command:notify-send 'mask alert'"]
+    assert sinks[-1].argv == ["notify-send", "mask alert"]
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    cfg = DeliveryConfig(backoff=1, max_backoff=10)
+    assert [cfg.retry_delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
