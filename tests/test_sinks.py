@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,6 +23,7 @@ from maskwatch.sinks import (
     make_sinks,
 )
 from maskwatch.store import Store
+from webhook_helpers import Receiver, free_port
 
 FAST = DeliveryConfig(backoff=0.02, max_backoff=0.1, lease=5.0, flush_seconds=3.0)
 
@@ -34,58 +32,6 @@ def alert(n: int, snapshot: bytes | None = None) -> Alert:
     return Alert(id=f"alert-{n}", source="door", track_id=n, label="no_mask", confidence=0.9,
                  first_seen=1_700_000_000.0, time=1_700_000_003.0, video_time=3.0, box=(1, 2, 3, 4),
                  snapshot=snapshot)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that answers HTTP 500 to its first
-    `failures` requests, then 200; it records every request it accepted."""
-
-    def __init__(self, failures: int = 0, port: int = 0) -> None:
-        self.failures, self.port = failures, port
-        self.requests: list[tuple[dict, dict]] = []  # (headers, JSON body) of each request
-        self.accepted: list[dict] = []
-        self.keys: list[str] = []
-        """Idempotency keys of the accepted requests."""
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def start(self) -> Receiver:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests.append((dict(self.headers), body))
-                fail = len(owner.requests) <= owner.failures
-                if not fail:
-                    owner.accepted.append(body)
-                    owner.keys.append(self.headers["Idempotency-Key"])
-                self.send_response(500 if fail else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
 
 @pytest.fixture
