@@ -1,5 +1,5 @@
 """The SQLite event store on real files in tmp_path: WAL, the outbox across
-reopening (a process restart), leases, backoff and queries."""
+reopening (a process restart), leases, backoff, queries and `maskwatch events`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from maskwatch.alerts import Alert
+from maskwatch.cli import main, parse_since
 from maskwatch.store import Store
 
 T0 = 1_700_000_000.0
@@ -139,3 +140,48 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="newer"):
         Store(path)
 
+
+# -- maskwatch events ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("30s", T0 - 30), ("15m", T0 - 900), ("1h", T0 - 3600), ("2d", T0 - 172800), ("1.5h", T0 - 5400),
+    ("2023-11-14T22:00:00Z", 1699999200.0), ("2023-11-14T23:00:00+01:00", 1699999200.0),
+])
+def test_since(text: str, expected: float) -> None:
+    assert parse_since(text, T0) == expected
+
+
+def test_since_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="--since"):
+        parse_since("yesterday", T0)
+
+
+def test_events_command_lists_recent_alerts(tmp_path: Path, capsys) -> None:
+    import time
+
+    path, now = tmp_path / "e.sqlite", time.time()
+    with Store(path) as store:
+        store.add(alert(1, "no_mask", now - 7200), ["log"])  # two hours ago
+        store.add(alert(2, "incorrect", now - 60), ["log", "webhook:http://x"])
+        store.add(alert(3, "no_mask", now - 30, source="yard"), ["log"])
+        (row,) = store.claim({"log"}, lease=30, limit=1)
+        store.delivered(row.alert.id, row.sink)
+
+    assert main(["events", "--store", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and "incorrect" in out[0] and "person #2" in out[0] and "delivered 0/2" in out[0]
+    assert "yard" in out[1] and out[2].startswith("2 alerts since")
+
+    assert main(["events", "--store", str(path), "--since", "3h", "--label", "no_mask", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["id"] for d in lines] == ["a1", "a3"]
+    assert lines[0]["deliveries"][0]["sink"] == "log" and lines[0]["deliveries"][0]["delivered_at"].endswith("Z")
+    assert lines[1]["deliveries"] == [{"sink": "log", "attempts": 0, "delivered_at": None, "error": None}]
+
+
+def test_events_command_without_a_store(tmp_path: Path, capsys) -> None:
+    assert main(["events", "--store", str(tmp_path / "none.sqlite")]) == 2
+    assert "no event store" in capsys.readouterr().err
+    assert not (tmp_path / "none.sqlite").exists()
+    assert main(["events", "--store", str(tmp_path / "none.sqlite"), "--since", "soon"]) == 2

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--threshold", type=float, default=0.5, help="p(mask) needed for `mask`. Default: 0.5")
 
     add_video_parser(sub)
+    add_events_parser(sub)
     return p
 
 
@@ -90,7 +91,76 @@ def add_video_parser(sub) -> None:
     v.add_argument("--bucket", type=float, default=60.0,
                    help="seconds per compliance-over-time bucket in the summary. Default: 60")
     v.add_argument("--no-audio", action="store_true", help="do not copy the input's sound into --out")
+    add_alert_options(v)
     add_model_options(v)
+
+
+def add_alert_options(v: argparse.ArgumentParser) -> None:
+    from maskwatch.alerts import AlertConfig
+
+    ac = AlertConfig()
+    a = v.add_argument_group("alerts", "any of these turns alerts on: each alert is stored in --store first, then "
+                                       "delivered to the log and to every sink named (retried until it arrives, "
+                                       "also by a later run)")
+    a.add_argument("--alert-after", type=float, metavar="SECONDS",
+                   help="alert when a person's voted label has been no_mask or incorrect this long; longer "
+                        f"ignores masks pulled up after a moment. Default: {ac.after_seconds}")
+    a.add_argument("--alert-confidence", type=float, metavar="SHARE",
+                   help="share of the person's vote the label needs (0-1); higher: fewer false alerts, "
+                        f"doubtful faces never alert. Default: {ac.min_confidence}")
+    a.add_argument("--alert-cooldown", type=float, metavar="SECONDS",
+                   help="a person alerts again only when still unmasked this much later (a person who leaves and "
+                        f"comes back is a new track and alerts anew). Default: {ac.cooldown_seconds:g}")
+    a.add_argument("--alert-webhook", action="append", default=[], metavar="URL",
+                   help="POST each alert as JSON here (Idempotency-Key header = alert id); repeatable")
+    a.add_argument("--alert-file", type=Path, metavar="PATH", help="append each alert as a JSON line to this file")
+    a.add_argument("--alert-command", metavar="COMMAND",
+                   help="run this command for each alert (split like a shell, run without one), the alert JSON "
+                        "on stdin; exit status 0 counts as delivered")
+    a.add_argument("--alert-snapshot", action="store_true",
+                   help="store and send a JPEG of the face with each alert (base64 in the JSON). Default: off")
+    a.add_argument("--store", type=Path, metavar="PATH",
+                   help="SQLite event store. Default: maskwatch-events.sqlite beside --events, else in the "
+                        "working folder")
+
+
+def alerts_wanted(args: argparse.Namespace) -> bool:
+    """Alerts are on when any alert option is given: a plain run writes no event store."""
+    given = (args.alert_after, args.alert_confidence, args.alert_cooldown, args.alert_file, args.alert_command,
+             args.store)
+    return any(v is not None for v in given) or bool(args.alert_webhook) or args.alert_snapshot
+
+
+def default_store(events: Path | None) -> Path:
+    name = "maskwatch-events.sqlite"
+    return Path(name) if events is None else events.parent / name
+
+
+def make_alerting(args: argparse.Namespace):
+    from dataclasses import replace
+
+    from maskwatch.alerts import AlertConfig
+    from maskwatch.sinks import make_sinks
+    from maskwatch.videorun import Alerting
+
+    rules = AlertConfig()
+    given = {"after_seconds": args.alert_after, "min_confidence": args.alert_confidence,
+             "cooldown_seconds": args.alert_cooldown}
+    rules = replace(rules, **{k: v for k, v in given.items() if v is not None})
+    sinks = make_sinks(args.alert_webhook, args.alert_file, args.alert_command)
+    return Alerting(store=args.store or default_store(args.events), rules=rules, sinks=tuple(sinks),
+                    snapshots=args.alert_snapshot)
+
+
+def add_events_parser(sub) -> None:
+    e = sub.add_parser("events", help="list the alerts in the event store")
+    e.add_argument("--since", default="1h",
+                   help="how far back: 30s, 15m, 1h, 2d, or an ISO time (2024-05-01T08:00, local unless it "
+                        "names a zone). Default: 1h")
+    e.add_argument("--label", action="append", choices=LABELS, help="only alerts with this label; repeatable")
+    e.add_argument("--store", type=Path, default=Path("maskwatch-events.sqlite"),
+                   help="SQLite event store. Default: maskwatch-events.sqlite")
+    e.add_argument("--json", action="store_true", help="one JSON object per alert (with its deliveries)")
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -321,6 +391,51 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def parse_since(text: str, now: float) -> float:
+    """UNIX time from `30s`, `15m`, `1h`, `2d` (that long before `now`) or an ISO time."""
+    import re
+    from datetime import datetime
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+    if m:
+        return now - float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ValueError(f"--since {text!r}: give 30s, 15m, 1h, 2d or an ISO time such as 2024-05-01T08:00") from None
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from maskwatch.alerts import iso
+    from maskwatch.store import Store
+
+    since = parse_since(args.since, time.time())
+    if not args.store.is_file():
+        print(f"maskwatch events: no event store at {args.store} (see --store)", file=sys.stderr)
+        return EXIT_USAGE
+    with Store(args.store) as store:
+        events = store.query(since=since, labels=args.label)
+    for e in events:
+        a = e.alert
+        if args.json:
+            d = {k: v for k, v in a.to_dict().items() if k != "snapshot_jpeg"}
+            d["snapshot"] = a.snapshot is not None
+            d["deliveries"] = [{"sink": s.sink, "attempts": s.attempts,
+                                "delivered_at": None if s.delivered_at is None else iso(s.delivered_at),
+                                "error": s.last_error} for s in e.deliveries]
+            print(json.dumps(d))
+        else:
+            when = datetime.fromtimestamp(a.time).strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{when}  {a.label:<9}  {a.confidence:4.0%}  person #{a.track_id:<4}  {a.source}  "
+                  f"at {a.video_time:.1f} s  delivered {e.delivered}/{len(e.deliveries)}  {a.id}")
+    if not args.json:
+        since_text = datetime.fromtimestamp(since).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{len(events)} alert{'s' * (len(events) != 1)} since {since_text} in {args.store}")
+    return EXIT_OK
+
+
 def cmd_video(args: argparse.Namespace) -> int:
     import math
     import signal
@@ -335,8 +450,10 @@ def cmd_video(args: argparse.Namespace) -> int:
     tracks = args.tracks
     if tracks is None and args.events is not None:
         tracks = args.events.with_name(args.events.stem + ".tracks.jsonl")
-    if not any((args.out, args.events, tracks, args.summary)):
-        print("maskwatch video: nothing to write: give --out, --events or --summary", file=sys.stderr)
+    alerting = make_alerting(args) if alerts_wanted(args) else None
+    if not any((args.out, args.events, tracks, args.summary, alerting)):
+        print("maskwatch video: nothing to write: give --out, --events, --summary or an --alert option",
+              file=sys.stderr)
         return EXIT_USAGE
     config = VideoConfig(
         detect_every=args.detect_every, bucket_seconds=args.bucket, source=SourceConfig(stride=args.stride),
@@ -362,7 +479,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     try:
         with progress_bar(total, "video", total > 0 and sys.stderr.isatty()) as advance:
             stats, summary = run_video(source, pipeline, VideoOutputs(args.out, args.events, tracks, args.summary),
-                                       config, progress=advance, stop=stop)
+                                       config, progress=advance, stop=stop, alerting=alerting)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -381,6 +498,10 @@ def cmd_video(args: argparse.Namespace) -> int:
             print(f"{what}: {target}")
     if args.summary:
         print(f"compliance plot: {args.summary.with_suffix('.png')}")
+    if alerting is not None:
+        pending = (f"; {stats.deliveries_pending} deliveries pending, sent by the next run with the same sinks"
+                   if stats.deliveries_pending else "")
+        print(f"alerts: {stats.alerts} raised, stored in {alerting.store}{pending}")
     if signals:
         print("interrupted: outputs are complete up to the last processed frame", file=sys.stderr)
         return 128 + signals[0]
@@ -392,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth,
-                "video": cmd_video}
+                "video": cmd_video, "events": cmd_events}
     try:
         return commands[args.command](args)
     except FileNotFoundError as exc:

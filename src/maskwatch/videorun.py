@@ -3,15 +3,20 @@
 Glue between the stages, used by `maskwatch video` and the benchmark:
 `FrameSource` (video.py) -> `Pipeline.faces` -> `FaceTracker` (track.py) ->
 annotated MP4 (encode.py), per-frame and per-track JSON lines, and a run
-summary (compliance.py). Whatever stops the run (end of input, `stop` set by
-a signal handler, an exception) the outputs are closed in order: the MP4 is
-finished by ffmpeg, the open tracks are written, then the summary.
+summary (compliance.py); with `Alerting`, tracked frames also go through the
+alert rules (alerts.py), each alert is stored with its outbox rows
+(store.py) and delivered by a background thread (sinks.py). Whatever stops
+the run (end of input, `stop` set by a signal handler, an exception) the
+outputs are closed in order: the MP4 is finished by ffmpeg, the open tracks
+are written, pending alerts get `flush_seconds` to go out (the rest wait in
+the store for the next run), then the summary.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -22,12 +27,15 @@ from typing import Any, TextIO
 import cv2
 import numpy as np
 
+from maskwatch.alerts import AlertConfig, AlertRules
 from maskwatch.annotate import FONT, annotate, style
 from maskwatch.compliance import plot_compliance, summarize
 from maskwatch.encode import EncodeConfig, Mp4Writer
 from maskwatch.pipeline import Pipeline
+from maskwatch.sinks import DeliveryConfig, Dispatcher, Sink
+from maskwatch.store import Store
 from maskwatch.track import UNKNOWN, FaceTracker, Track, TrackConfig
-from maskwatch.types import FrameResult
+from maskwatch.types import Box, FrameResult
 from maskwatch.video import FrameSource, SourceConfig
 
 log = logging.getLogger(__name__)
@@ -65,6 +73,35 @@ class VideoOutputs:
     @property
     def plot(self) -> Path | None:
         return None if self.summary is None else self.summary.with_suffix(".png")
+
+
+@dataclass(frozen=True)
+class Alerting:
+    """Alerts for a run: the rules, the event store file, and the sinks each
+    alert is delivered to from the store's outbox. `snapshots`: store and
+    send a JPEG of the face with each alert (off by default: it is a
+    picture of a person)."""
+
+    store: Path
+    rules: AlertConfig = field(default_factory=AlertConfig)
+    sinks: tuple[Sink, ...] = ()
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    snapshots: bool = False
+
+
+def face_snapshot(rgb: np.ndarray, box: Box, margin: float = 0.25, quality: int = 85) -> bytes:
+    """JPEG of the face box grown by `margin` of its size on each side (hair,
+    chin and mask in view), clipped to the frame."""
+    h, w = rgb.shape[:2]
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    left, top = min(w - 1, max(0, math.floor(x1 - mx))), min(h - 1, max(0, math.floor(y1 - my)))
+    right, bottom = min(w, max(left + 1, math.ceil(x2 + mx))), min(h, max(top + 1, math.ceil(y2 + my)))
+    crop = cv2.cvtColor(rgb[top:bottom, left:right], cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"cannot encode a snapshot of box {box}")
+    return data.tobytes()
 
 
 def display_faces(result: FrameResult) -> list:
@@ -121,6 +158,9 @@ class RunStats:
     seconds: float = 0.0
     interrupted: bool = False
     tracks: list[Track] = field(default_factory=list)
+    alerts: int = 0
+    deliveries_pending: int = 0
+    """Alert deliveries left in the store's outbox at the end (sent by a later run)."""
 
     @property
     def fps(self) -> float:
@@ -129,12 +169,13 @@ class RunStats:
 
 def run_video(source: FrameSource, pipeline: Pipeline, outputs: VideoOutputs | None = None,
               config: VideoConfig | None = None, progress: Callable[[], None] | None = None,
-              stop: threading.Event | None = None) -> tuple[RunStats, dict[str, Any]]:
+              stop: threading.Event | None = None,
+              alerting: Alerting | None = None) -> tuple[RunStats, dict[str, Any]]:
     """Process every frame `source` yields; returns (stats, summary).
 
     The summary is also written to `outputs.summary` (with its plot beside
     it) and holds the source's counters (frames read, dropped, corrupt,
-    reconnects).
+    reconnects) and, with `alerting`, the alerts raised.
     """
     cfg = config or VideoConfig()
     outputs = outputs or VideoOutputs()
@@ -145,6 +186,7 @@ def run_video(source: FrameSource, pipeline: Pipeline, outputs: VideoOutputs | N
     # Built before the clock starts: importing the tracker library takes ~0.8 s. The frame
     # rate only scales ByteTrack's defaults; it is driven by the frames' timestamps.
     tracker = FaceTracker(cfg.track, fps=source.stats.fps or 25.0)
+    alerter = None if alerting is None else AlertRun(alerting, source.name)
     last_time = 0.0
     t0 = time.perf_counter()
     try:
@@ -162,6 +204,8 @@ def run_video(source: FrameSource, pipeline: Pipeline, outputs: VideoOutputs | N
                 result = tracker.hold(source.name, w, h, frame.time)
             result = with_frame_info(result, frame.index, frame.time, frame.wall if source.spec.live else None)
             _write(events_fh, result.to_dict())
+            if alerter is not None:
+                stats.alerts += alerter.update(result, frame.rgb, frame.time)
             for track in tracker.retire():
                 stats.tracks.append(track)
                 _write(tracks_fh, track.to_dict())
@@ -180,21 +224,65 @@ def run_video(source: FrameSource, pipeline: Pipeline, outputs: VideoOutputs | N
     finally:
         source.close()
         stats.seconds = time.perf_counter() - t0
-        if writer is not None:
-            writer.close()
-        for track in tracker.finish():
-            stats.tracks.append(track)
-            _write(tracks_fh, track.to_dict())
-        for fh in (events_fh, tracks_fh):
-            if fh is not None:
-                fh.close()
+        try:
+            if writer is not None:
+                writer.close()
+            for track in tracker.finish():
+                stats.tracks.append(track)
+                _write(tracks_fh, track.to_dict())
+            for fh in (events_fh, tracks_fh):
+                if fh is not None:
+                    fh.close()
+        finally:
+            if alerter is not None:
+                stats.deliveries_pending = alerter.close()
     summary = run_summary(source, stats, cfg, last_time)
+    if alerting is not None:
+        summary["alerts"] = {"raised": stats.alerts, "store": str(alerting.store),
+                             "deliveries_pending": stats.deliveries_pending}
     if outputs.summary is not None:
         outputs.summary.parent.mkdir(parents=True, exist_ok=True)
         outputs.summary.write_text(json.dumps(summary, indent=2) + "\n")
         plot_compliance(summary["compliance_over_time"] or [{"start": 0, "people": 0, "compliance": None}],
                         outputs.plot, title=f"Mask compliance: {Path(source.name).name}")
     return stats, summary
+
+
+class AlertRun:
+    """The alert side of a run: rules over each tracked frame; every alert is
+    stored with its outbox rows (snapshot cut first, if wanted) before the
+    delivery thread is woken, so nothing raised is only in memory."""
+
+    def __init__(self, alerting: Alerting, source: str) -> None:
+        self.alerting = alerting
+        self.rules = AlertRules(alerting.rules, source=source)
+        self.store = Store(alerting.store)
+        self.sink_names = [s.name for s in alerting.sinks]
+        try:
+            self.dispatcher = Dispatcher(alerting.store, alerting.sinks, alerting.delivery).start()
+        except BaseException:
+            self.store.close()
+            raise
+
+    def update(self, result: FrameResult, rgb: np.ndarray, t: float) -> int:
+        """Alerts raised by this frame, stored; returns how many."""
+        alerts = self.rules.update(result, t)
+        for alert in alerts:
+            if self.alerting.snapshots and alert.box is not None:
+                alert = replace(alert, snapshot=face_snapshot(rgb, alert.box))
+            self.store.add(alert, self.sink_names)
+            log.info("%s: alert %s: person #%d %s", alert.source, alert.id, alert.track_id, alert.label)
+        if alerts:
+            self.dispatcher.wake()
+        return len(alerts)
+
+    def close(self) -> int:
+        """Flush deliveries (up to the delivery config's `flush_seconds`);
+        returns the ones left in the outbox."""
+        try:
+            return self.dispatcher.close()
+        finally:
+            self.store.close()
 
 
 def with_frame_info(result: FrameResult, index: int, seconds: float, wall: float | None) -> FrameResult:
