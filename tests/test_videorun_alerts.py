@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -86,3 +90,38 @@ def test_face_snapshot_is_a_jpeg_of_the_grown_box(box, shape: tuple[int, int]) -
     jpeg = face_snapshot(rgb, box)
     bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert bgr.shape[:2] == shape and bgr[..., 2].mean() > 150 > bgr[..., 0].mean() + 100
+
+
+def test_sigterm_keeps_undelivered_alerts_for_the_next_run(tmp_path: Path) -> None:
+    hook = Receiver(failures=10**6).start()  # the webhook is down for the whole first run
+    try:
+        clip = pan("maksssksksss787.png", n=N)
+        long_video = write_video(tmp_path / "long.mp4", clip.frames * 40, fps=FPS)  # longer than the test waits
+        store = tmp_path / "events.sqlite"
+        alert_args = ["--alert-after", "0", "--alert-confidence", "0.3", "--alert-webhook", hook.url,
+                      "--store", str(store)]
+        proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "video", str(long_video), *alert_args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not hook.requests and time.monotonic() < deadline:  # an alert was stored and tried
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert "Traceback" not in err and "deliveries pending" in out
+        with Store(store) as db:
+            left = sorted(e.alert.id for e in db.query() if e.delivered < len(e.deliveries))
+        assert left and hook.keys == []
+
+        hook.failures = 0  # the webhook is back; the next run (any video, the same sinks) sends the backlog
+        short = write_video(tmp_path / "short.mp4", pan("maksssksksss83.png", n=2).frames, fps=FPS)
+        assert main(["video", str(short), *alert_args]) == 0
+        assert sorted(hook.keys) == left  # each once
+        with Store(store) as db:
+            assert db.pending() == {}
+    finally:
+        hook.stop()
