@@ -38,8 +38,8 @@ def alert(n: int, snapshot: bytes | None = None) -> Alert:
 def receiver():
     made: list[Receiver] = []
 
-    def make(failures: int = 0, port: int = 0) -> Receiver:
-        made.append(Receiver(failures, port).start())
+    def make(failures: int = 0, port: int = 0, status: int = 500) -> Receiver:
+        made.append(Receiver(failures, port, status).start())
         return made[-1]
 
     yield make
@@ -139,6 +139,13 @@ def test_webhook_errors_name_the_status(receiver) -> None:
         WebhookSink(hook.url).send(alert(1))
     with pytest.raises(ValueError, match="http"):
         WebhookSink("ftp://example.org/x")
+
+
+def test_a_redirected_webhook_is_an_error_not_a_delivery(receiver) -> None:
+    hook = receiver(failures=1, status=302)
+    with pytest.raises(DeliveryError, match="HTTP 302 .* to http://127.0.0.1:.*/hook/moved"):
+        WebhookSink(hook.url).send(alert(1))
+    assert len(hook.requests) == 1 and hook.keys == []  # not followed as a GET
 
 
 RECORD = """

@@ -15,11 +15,12 @@ def free_port() -> int:
 
 
 class Receiver:
-    """A webhook endpoint on 127.0.0.1 that answers HTTP 500 to its first
-    `failures` requests, then 200; it records every request it accepted."""
+    """A webhook endpoint on 127.0.0.1 that answers `status` (HTTP 500, or a
+    redirect to .../moved) to its first `failures` requests, then 200; it
+    records every request and the idempotency keys of those it accepted."""
 
-    def __init__(self, failures: int = 0, port: int = 0) -> None:
-        self.failures, self.port = failures, port
+    def __init__(self, failures: int = 0, port: int = 0, status: int = 500) -> None:
+        self.failures, self.port, self.status = failures, port, status
         self.requests: list[tuple[dict, dict]] = []  # (headers, JSON body) of each request
         self.accepted: list[dict] = []
         self.keys: list[str] = []
@@ -44,7 +45,9 @@ class Receiver:
                 if not fail:
                     owner.accepted.append(body)
                     owner.keys.append(self.headers["Idempotency-Key"])
-                self.send_response(500 if fail else 200)
+                self.send_response(owner.status if fail else 200)
+                if fail and 300 <= owner.status < 400:
+                    self.send_header("Location", owner.url + "/moved")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

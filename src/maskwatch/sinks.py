@@ -83,10 +83,22 @@ class FileSink(Sink):
             os.fsync(fh.fileno())
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a redirect of a POST as a GET without the body and
+    count its 200 as delivered; a redirect is an error to fix instead."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
 class WebhookSink(Sink):
     """JSON POST to `url`; any 2xx status is delivered, anything else (an
-    HTTP error, a refused connection, a timeout) is retried later. urllib
-    from the standard library: one POST needs no client library."""
+    HTTP error or redirect, a refused connection, a timeout) is retried
+    later. urllib from the standard library: one POST needs no client
+    library."""
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         if not url.lower().startswith(("http://", "https://")):
@@ -98,10 +110,11 @@ class WebhookSink(Sink):
         request = urllib.request.Request(self.url, data=payload(alert), method="POST", headers={
             "Content-Type": "application/json", "Idempotency-Key": alert.id, "User-Agent": "maskwatch"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _opener.open(request, timeout=self.timeout) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
-            raise DeliveryError(f"HTTP {exc.code} {exc.reason}") from exc
+            moved = f" to {exc.headers['Location']} (give that URL)" if exc.headers.get("Location") else ""
+            raise DeliveryError(f"HTTP {exc.code} {exc.reason}{moved}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise DeliveryError(str(getattr(exc, "reason", exc))) from exc
 
