@@ -17,8 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The tests cover training too: torch==2.13.0 is the local CPU wheel.
+# mqtt: the MQTT alert sink's tests (they also need mosquitto, else they skip and say so).
 $(VENV)/.train: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[dev,train]'
+	$(BIN)/pip install -q -e '.[dev,train,mqtt]'
 	touch $@
 
 demo: setup

@@ -1,11 +1,16 @@
 """Sinks and outbox delivery against real receivers: a webhook server on
-127.0.0.1 that fails before it works, a shell command, a JSON-lines file."""
+127.0.0.1 that fails before it works, a shell command, a JSON-lines file,
+and a mosquitto broker (skipped where mosquitto or paho-mqtt is missing)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import socket
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +24,7 @@ from maskwatch.sinks import (
     Dispatcher,
     FileSink,
     LogSink,
+    MqttSink,
     WebhookSink,
     make_sinks,
 )
@@ -205,3 +211,101 @@ def test_make_sinks_from_cli_options(tmp_path: Path) -> None:
 def test_backoff_doubles_up_to_its_cap() -> None:
     cfg = DeliveryConfig(backoff=1, max_backoff=10)
     assert [cfg.retry_delay(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+# -- MQTT: a real mosquitto broker started by the test -----------------------------------------------
+
+
+def mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).is_file()), None)
+
+
+class Broker:
+    """mosquitto on 127.0.0.1:`port` (anonymous), started and stopped by the test."""
+
+    def __init__(self, binary: str, folder: Path, port: int) -> None:
+        self.binary, self.port = binary, port
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Broker:
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()
+            time.sleep(0.02)
+        raise AssertionError("mosquitto did not start listening")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class Subscriber:
+    """Collects what arrives on `topic`."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[dict] = []
+        ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-subscriber")
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: ready.set()
+        self.client.on_message = lambda c, u, msg: self.messages.append(json.loads(msg.payload))
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert ready.wait(10), "subscription not acknowledged"
+
+    def wait_for(self, n: int, seconds: float = 10) -> list[dict]:
+        deadline = time.monotonic() + seconds
+        while len(self.messages) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.messages
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install 'maskwatch[mqtt]')")
+    binary = mosquitto_binary()
+    if binary is None:
+        pytest.skip("mosquitto not installed (Debian: apt-get install mosquitto)")
+    b = Broker(binary, tmp_path, free_port())
+    yield b
+    b.stop()
+
+
+def test_mqtt_broker_down_then_up_gets_every_alert_once(tmp_path: Path, broker: Broker) -> None:
+    sink = MqttSink(f"mqtt://127.0.0.1:{broker.port}/maskwatch/alerts", timeout=3)
+    path = stored(tmp_path / "e.sqlite", [alert(1), alert(2)], [sink.name])
+    dispatcher = Dispatcher(path, [sink], FAST)
+    assert dispatcher.deliver_due() == 0  # no broker yet: refused, kept for a retry
+    broker.start()
+    sub = Subscriber(broker.port, "maskwatch/#")
+    try:
+        assert dispatcher.close() == 0
+        got = sub.wait_for(2)
+    finally:
+        sub.close()
+    assert sorted(m["id"] for m in got) == ["alert-1", "alert-2"] and got[0]["label"] == "no_mask"
+
+
+def test_mqtt_url_forms() -> None:
+    pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed")
+    sink = MqttSink("mqtt://bob:s%40cret@broker.local/site/door%201")
+    assert (sink.host, sink.port, sink.topic, sink.auth) == ("broker.local", 1883, "site/door 1", ("bob", "s@cret"))
+    assert sink.name == "mqtt:mqtt://broker.local:1883/site/door%201"  # the outbox key holds no password
+    for bad in ("mqtt://host", "http://host/t", "mqtt://host/a/#", "mqtt://host/a/+/b"):
+        with pytest.raises(ValueError, match="mqtt://"):
+            MqttSink(bad)

@@ -113,6 +113,9 @@ def add_alert_options(v: argparse.ArgumentParser) -> None:
                         f"comes back is a new track and alerts anew). Default: {ac.cooldown_seconds:g}")
     a.add_argument("--alert-webhook", action="append", default=[], metavar="URL",
                    help="POST each alert as JSON here (Idempotency-Key header = alert id); repeatable")
+    a.add_argument("--alert-mqtt", action="append", default=[], metavar="URL",
+                   help="publish each alert as JSON (QoS 1) to mqtt://[user:password@]host[:port]/topic; "
+                        "repeatable; needs pip install 'maskwatch[mqtt]'")
     a.add_argument("--alert-file", type=Path, metavar="PATH", help="append each alert as a JSON line to this file")
     a.add_argument("--alert-command", metavar="COMMAND",
                    help="run this command for each alert (split like a shell, run without one), the alert JSON "
@@ -128,7 +131,7 @@ def alerts_wanted(args: argparse.Namespace) -> bool:
     """Alerts are on when any alert option is given: a plain run writes no event store."""
     given = (args.alert_after, args.alert_confidence, args.alert_cooldown, args.alert_file, args.alert_command,
              args.store)
-    return any(v is not None for v in given) or bool(args.alert_webhook) or args.alert_snapshot
+    return any(v is not None for v in given) or bool(args.alert_webhook or args.alert_mqtt) or args.alert_snapshot
 
 
 def default_store(events: Path | None) -> Path:
@@ -147,7 +150,7 @@ def make_alerting(args: argparse.Namespace):
     given = {"after_seconds": args.alert_after, "min_confidence": args.alert_confidence,
              "cooldown_seconds": args.alert_cooldown}
     rules = replace(rules, **{k: v for k, v in given.items() if v is not None})
-    sinks = make_sinks(args.alert_webhook, args.alert_file, args.alert_command)
+    sinks = make_sinks(args.alert_webhook, args.alert_file, args.alert_command, args.alert_mqtt)
     return Alerting(store=args.store or default_store(args.events), rules=rules, sinks=tuple(sinks),
                     snapshots=args.alert_snapshot)
 

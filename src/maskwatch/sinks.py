@@ -1,4 +1,4 @@
-"""Where alerts go: log, JSON-lines file, webhook, shell command; and the
+"""Where alerts go: log, JSON-lines file, webhook, shell command, MQTT; and the
 `Dispatcher` that delivers them from the store's outbox.
 
 A sink has one method, `send(alert)`, which returns when the alert has
@@ -25,6 +25,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -142,6 +143,55 @@ class CommandSink(Sink):
         if done.returncode != 0:
             tail = done.stderr.decode("utf-8", "replace").strip()[-200:]
             raise DeliveryError(f"{self.argv[0]}: exit status {done.returncode}" + (f": {tail}" if tail else ""))
+
+
+class MqttSink(Sink):
+    """Publishes the alert JSON to an MQTT broker with QoS 1, retain off;
+    delivered once the broker acknowledges (PUBACK). `url` is
+    `mqtt://[user:password@]host[:port]/topic` (port 1883 by default).
+    One short connection per alert: alerts are rare, and a broker that
+    restarts between them needs no reconnect logic here. Needs paho-mqtt
+    (`pip install 'maskwatch[mqtt]'`)."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        parts = urllib.parse.urlsplit(url)
+        topic = urllib.parse.unquote(parts.path.lstrip("/"))
+        wildcard = "+" in topic or "#" in url or parts.query  # a wildcard topic is for subscribing
+        if parts.scheme != "mqtt" or not parts.hostname or not topic or wildcard:
+            raise ValueError(f"MQTT sink must be mqtt://[user:password@]host[:port]/topic, got {url!r}")
+        try:
+            import paho.mqtt.client  # noqa: F401
+        except ImportError:
+            raise ValueError("--alert-mqtt needs paho-mqtt: pip install 'maskwatch[mqtt]'") from None
+        self.host, self.port, self.topic = parts.hostname, parts.port or 1883, topic
+        self.auth = (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")) \
+            if parts.username else None
+        self.timeout = timeout
+        shown = parts._replace(netloc=f"{self.host}:{self.port}").geturl()  # no password in the outbox key
+        self.name = f"mqtt:{shown}"
+
+    def send(self, alert: Alert) -> None:
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"maskwatch-{alert.id[:12]}")
+        if self.auth is not None:
+            client.username_pw_set(*self.auth)
+        try:
+            client.connect(self.host, self.port, keepalive=max(5, round(self.timeout)))
+        except OSError as exc:
+            raise DeliveryError(f"{self.host}:{self.port}: {exc}") from exc
+        client.loop_start()
+        try:
+            info = client.publish(self.topic, payload(alert), qos=1)
+            info.wait_for_publish(self.timeout)  # queued until CONNACK, sent, then waits for PUBACK
+            if not info.is_published():
+                raise DeliveryError(f"{self.host}:{self.port}: no acknowledgement within {self.timeout} s "
+                                    "(broker refused the login or the topic?)")
+        except (ValueError, RuntimeError) as exc:
+            raise DeliveryError(f"{self.host}:{self.port}: {exc}") from exc
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
 
 @dataclass(frozen=True)
@@ -297,10 +347,11 @@ class Dispatcher:
 
 
 def make_sinks(webhooks: Sequence[str] = (), file: Path | None = None, command: str | None = None,
-               log_alerts: bool = True, timeout: float = 5.0) -> list[Sink]:
+               mqtt: Sequence[str] = (), log_alerts: bool = True, timeout: float = 5.0) -> list[Sink]:
     """The sinks the CLI options name; `command` is split like a shell would (no shell runs it)."""
     sinks: list[Sink] = [LogSink()] if log_alerts else []
     sinks += [WebhookSink(url, timeout) for url in dict.fromkeys(webhooks)]
+    sinks += [MqttSink(url, timeout) for url in dict.fromkeys(mqtt)]
     if file is not None:
         sinks.append(FileSink(file))
     if command:
