@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from maskwatch.types import LABELS, FrameResult
+from maskwatch.types import DEFAULT_THRESHOLD, LABELS, FrameResult
 
 log = logging.getLogger("maskwatch")
 
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--per-case", type=int, default=40, help="hard cases per kind, drawn on val faces. Default: 40")
     y.add_argument("--seed", type=int, default=0, help="Default: 0")
     y.add_argument("--classifier", type=Path, default=None, help="ONNX classifier to score the hard cases with")
-    y.add_argument("--threshold", type=float, default=0.5, help="p(mask) needed for `mask`. Default: 0.5")
+    y.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"p(mask) needed for `mask`. Default: {DEFAULT_THRESHOLD}")
 
     add_video_parser(sub)
     add_events_parser(sub)
@@ -170,8 +171,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     from maskwatch.detect import DetectorConfig
 
     dc = DetectorConfig()
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="p(mask) a face needs to count as properly masked; raise it to flag more faces. Default: 0.5")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="p(mask) a face needs to count as properly masked; raise it to flag more faces. "
+                        f"Default: {DEFAULT_THRESHOLD}")
     p.add_argument("--det-threshold", type=float, default=dc.threshold,
                    help=f"face detector score; lower finds more faces and more false ones. Default: {dc.threshold}")
     p.add_argument("--scale", type=float, default=None,

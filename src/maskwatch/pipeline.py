@@ -26,7 +26,7 @@ from maskwatch.decode import (
     to_upright,
 )
 from maskwatch.detect import CenterFace, DetectorConfig
-from maskwatch.types import LABELS, Face, FrameResult
+from maskwatch.types import DEFAULT_THRESHOLD, LABELS, Face, FrameResult
 
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray
 
@@ -34,10 +34,11 @@ ImageInput = str | os.PathLike[str] | bytes | np.ndarray
 @dataclass(frozen=True)
 class PipelineConfig:
     """`threshold`: p(mask) a face needs to count as properly masked. Lower
-    it to flag fewer people (more missed offenders), raise it to flag more."""
+    it to flag fewer people (more missed offenders), raise it to flag more.
+    See `types.DEFAULT_THRESHOLD`."""
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     classifier: Path | None = None
     threads: int | None = None
 
