@@ -80,3 +80,18 @@ def detect_example(detector: CenterFace) -> Callable[[Example], tuple[np.ndarray
         return cache[example.name]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def clip():
+    """An example photo panned across PAN_FRAMES frames: faces move, ids must hold."""
+    from video_helpers import PAN_FRAMES, pan
+
+    return pan(n=PAN_FRAMES)
+
+
+@pytest.fixture(scope="session")
+def mp4(clip, tmp_path_factory) -> Path:
+    from video_helpers import write_video
+
+    return write_video(tmp_path_factory.mktemp("video") / "pan.mp4", clip.frames)

@@ -17,19 +17,9 @@ from maskwatch.video import (
     open_source,
     parse_source,
 )
-from video_helpers import MjpegServer, jpeg, pan, write_video
+from video_helpers import PAN_FRAMES, MjpegServer, jpeg, write_video
 
-N = 12
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return pan(n=N)
-
-
-@pytest.fixture(scope="module")
-def mp4(clip, tmp_path_factory) -> Path:
-    return write_video(tmp_path_factory.mktemp("video") / "pan.mp4", clip.frames)
+N = PAN_FRAMES  # frames of the `clip` / `mp4` fixtures (conftest.py)
 
 
 def read_all(raw: str, **cfg) -> tuple[list, object]:

@@ -14,19 +14,9 @@ import pytest
 
 from maskwatch.cli import main
 from maskwatch.encode import frame_count, probe
-from video_helpers import pan, write_video
+from video_helpers import PAN_FRAMES, write_video
 
-N = 12
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return pan(n=N)
-
-
-@pytest.fixture(scope="module")
-def mp4(clip, tmp_path_factory) -> Path:
-    return write_video(tmp_path_factory.mktemp("video") / "pan.mp4", clip.frames)
+N = PAN_FRAMES  # frames of the `clip` / `mp4` fixtures (conftest.py)
 
 
 def test_cli_reports_a_corrupt_video(tmp_path: Path, capsys) -> None:

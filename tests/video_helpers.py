@@ -22,6 +22,8 @@ from maskwatch.decode import decode_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ENTRIES = {e["image"]: e for e in json.loads((EXAMPLES / "examples.json").read_text())}
+PAN_FRAMES = 12
+"""Length of the shared `clip` / `mp4` test fixtures."""
 
 
 @dataclass(frozen=True)
