@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from maskwatch.cli import main
 from maskwatch.encode import frame_count, probe
-from video_helpers import PAN_FRAMES, write_video
+from video_helpers import PAN_FRAMES, sigterm_when, write_video
 
 N = PAN_FRAMES  # frames of the `clip` / `mp4` fixtures (conftest.py)
 
@@ -64,15 +63,7 @@ def test_sigterm_flushes_outputs_and_leaves_a_playable_mp4(clip, tmp_path: Path)
     proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "video", str(long_video), "--out", str(out),
                              "--events", str(events), "--summary", str(tmp_path / "summary.json")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while (not events.exists() or len(events.read_text().splitlines()) < 5) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _, err = sigterm_when(proc, lambda: events.exists() and len(events.read_text().splitlines()) >= 5)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err
     written = len(events.read_text().splitlines())

@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -19,7 +18,7 @@ import pytest
 from maskwatch.cli import main
 from maskwatch.evaluate import iou
 from maskwatch.store import Store
-from video_helpers import pan, write_video
+from video_helpers import pan, sigterm_when, write_video
 from webhook_helpers import Receiver
 
 N = 12
@@ -102,15 +101,7 @@ def test_sigterm_keeps_undelivered_alerts_for_the_next_run(tmp_path: Path) -> No
                       "--store", str(store)]
         proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "video", str(long_video), *alert_args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 60
-            while not hook.requests and time.monotonic() < deadline:  # an alert was stored and tried
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        out, err = sigterm_when(proc, lambda: bool(hook.requests))  # once an alert was stored and tried
         assert proc.returncode == 128 + signal.SIGTERM, err
         assert "Traceback" not in err and "deliveries pending" in out
         with Store(store) as db:

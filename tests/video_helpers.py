@@ -9,8 +9,11 @@ same way, say where each one is in every frame.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -124,3 +127,17 @@ class MjpegServer:
 
     def restart(self) -> MjpegServer:
         return self.start()
+
+
+def sigterm_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 60) -> tuple[str, str]:
+    """Wait (at most `timeout` s) until `ready()`, then SIGTERM `proc` and collect its output;
+    the process is killed if it outlives the test."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -338,7 +338,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             return FrameResult.failed(path, str(exc))
 
     with progress_bar(len(annotated), "evaluate", sys.stderr.isatty()) as advance:
-        metrics = evaluate.run(args.annotations, analyze, args.out_dir, args.threshold, progress=advance)
+        metrics = evaluate.run(args.annotations, analyze, args.out_dir, args.threshold, progress=advance,
+                               annotated=annotated)
     print(evaluate.format_report(metrics))
     print(f"figures: {args.out_dir / 'metrics.json'}; plots: "
           + ", ".join(str(args.out_dir / p) for p in metrics["plots"]))

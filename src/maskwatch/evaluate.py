@@ -626,12 +626,15 @@ def run(
     out_dir: str | Path,
     threshold: float,
     progress: Callable[[], object] | None = None,
+    annotated: Sequence[Annotated] | None = None,
 ) -> dict[str, Any]:
     """Analyse every annotated image; write metrics.json, predictions.jsonl and the plots to out_dir.
 
     Predictions are written as they come so that a crash mid-run still leaves what was computed.
+    `annotated`: the file's annotations when the caller has already loaded them (not read again).
     """
-    annotated = load_annotations(annotations_path)
+    if annotated is None:
+        annotated = load_annotations(annotations_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = []
