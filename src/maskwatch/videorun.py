@@ -169,13 +169,14 @@ class RunStats:
 
 def run_video(source: FrameSource, pipeline: Pipeline, outputs: VideoOutputs | None = None,
               config: VideoConfig | None = None, progress: Callable[[], None] | None = None,
-              stop: threading.Event | None = None,
-              alerting: Alerting | None = None) -> tuple[RunStats, dict[str, Any]]:
+              stop: threading.Event | None = None, alerting: Alerting | None = None,
+              on_frame: Callable[[np.ndarray, FrameResult], None] | None = None) -> tuple[RunStats, dict[str, Any]]:
     """Process every frame `source` yields; returns (stats, summary).
 
     The summary is also written to `outputs.summary` (with its plot beside
     it) and holds the source's counters (frames read, dropped, corrupt,
-    reconnects) and, with `alerting`, the alerts raised.
+    reconnects) and, with `alerting`, the alerts raised. `on_frame(rgb,
+    result)` sees each frame with its tracked result (a live view, a gate).
     """
     cfg = config or VideoConfig()
     outputs = outputs or VideoOutputs()
@@ -215,6 +216,8 @@ def run_video(source: FrameSource, pipeline: Pipeline, outputs: VideoOutputs | N
                     audio = source.spec.target if source.spec.kind == "file" else None
                     writer = Mp4Writer(outputs.video, w, h, fps, audio_from=audio, config=cfg.encode)
                 writer.write(annotate_frame(frame.rgb, result))
+            if on_frame is not None:
+                on_frame(frame.rgb, result)
             stats.frames += 1
             last_time = frame.time
             if progress is not None:
