@@ -150,3 +150,36 @@ def test_alert_json_round_trip_with_snapshot() -> None:
 def test_config_bounds(kwargs, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         AlertConfig(**kwargs)
+
+
+def placed(t: float, *people: tuple[int, float]) -> FrameResult:
+    """A frame at `t` s with unmasked people (track id, x of a 40 px face)."""
+    faces = tuple(Face(box=(x, 100, x + 40, 140), score=0.9, label="no_mask", confidence=0.9) for _, x in people)
+    return FrameResult("cam", 640, 480, faces, extra={
+        "time": t, "track_ids": [p[0] for p in people], "track_labels": ["no_mask"] * len(people),
+        "track_confidences": [0.9] * len(people)})
+
+
+@pytest.mark.parametrize(("new_x", "gap", "alerts_again"), [
+    (105.0, 0.5, False),  # the tracker lost the person for half a second: same person, no second alert
+    (400.0, 0.5, True),   # someone else, elsewhere in the frame
+    (105.0, 3.0, True),   # back after longer than rejoin_seconds: a new visit
+])
+def test_a_person_re_tracked_under_a_new_id_does_not_alert_twice(new_x: float, gap: float,
+                                                                  alerts_again: bool) -> None:
+    clock = FakeClock()
+    rules = AlertRules(AlertConfig(after_seconds=1.0, rejoin_seconds=2.0), clock=clock)
+    first = [a for i in range(20) for a in rules.update(placed(i / FPS, (1, 100.0)))]
+    assert [a.track_id for a in first] == [1]
+    start = 1.9 + gap
+    second = [a for i in range(30) for a in rules.update(placed(start + i / FPS, (2, new_x)))]
+    assert [a.track_id for a in second] == ([2] if alerts_again else [])
+
+
+def test_two_people_side_by_side_are_two_people() -> None:
+    """An alerted track still in view is not taken over by a new one next to it."""
+    clock = FakeClock()
+    rules = AlertRules(AlertConfig(after_seconds=1.0), clock=clock)
+    alerts = [a for i in range(20) for a in rules.update(placed(i / FPS, (1, 100.0)))]
+    alerts += [a for i in range(20, 50) for a in rules.update(placed(i / FPS, (1, 100.0), (2, 130.0)))]
+    assert sorted(a.track_id for a in alerts) == [1, 2]

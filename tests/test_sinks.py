@@ -309,3 +309,40 @@ def test_mqtt_url_forms() -> None:
     for bad in ("mqtt://host", "http://host/t", "mqtt://host/a/#", "mqtt://host/a/+/b"):
         with pytest.raises(ValueError, match="mqtt://"):
             MqttSink(bad)
+
+
+def test_deliver_command_sends_what_a_run_left_behind(tmp_path: Path, receiver, capsys) -> None:
+    """`maskwatch deliver`: the outbox of a run whose webhook was down is sent
+    by a later, standalone process; rows of sinks it is not given are kept."""
+    from maskwatch.cli import main
+
+    hook = receiver()
+    other = "webhook:http://127.0.0.1:9/elsewhere"
+    path = stored(tmp_path / "e.sqlite", [alert(1), alert(2)], [WebhookSink(hook.url).name, other])
+    assert main(["deliver", "--store", str(path), "--alert-webhook", hook.url, "--for", "5"]) == 0
+    out = capsys.readouterr().out
+    assert f"2 for {other} (not named here: kept)" in out
+    assert "delivered 2, failed tries 0, still waiting 0" in out
+    assert sorted(hook.keys) == ["alert-1", "alert-2"]
+    with Store(path) as db:
+        assert db.pending() == {other: 2}
+    assert main(["deliver", "--store", str(path), "--alert-webhook", hook.url, "--for", "0"]) == 0
+    assert "delivered 0" in capsys.readouterr().out and len(hook.keys) == 2  # nothing sent twice
+
+
+def test_deliver_command_without_a_store(tmp_path: Path, capsys) -> None:
+    from maskwatch.cli import main
+
+    assert main(["deliver", "--store", str(tmp_path / "none.sqlite")]) == 2
+    assert "no event store at" in capsys.readouterr().err
+
+
+def test_deliver_command_gives_up_for_now_when_the_sink_stays_down(tmp_path: Path, receiver, capsys) -> None:
+    from maskwatch.cli import main
+
+    hook = receiver(failures=10**6)
+    path = stored(tmp_path / "e.sqlite", [alert(1)], [WebhookSink(hook.url).name])
+    assert main(["deliver", "--store", str(path), "--alert-webhook", hook.url, "--for", "0.5"]) == 1
+    assert "still waiting 1" in capsys.readouterr().out
+    with Store(path) as db:
+        assert sum(db.pending().values()) == 1  # kept for the next try

@@ -141,3 +141,27 @@ def sigterm_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: flo
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def portrait(name: str, face: int, size: tuple[int, int] = (640, 480), scale: float = 2.2) -> np.ndarray:
+    """One annotated face of an example photo, cut out with a margin and
+    scaled into the middle of a grey frame: a person in front of a kiosk."""
+    photo = decode_file(EXAMPLES / name).pixels
+    x1, y1, x2, y2 = ENTRIES[name]["faces"][face]["box"]
+    mx, my = (x2 - x1) * 0.6, (y2 - y1) * 0.6
+    left, top = max(0, round(x1 - mx)), max(0, round(y1 - my))
+    cut = photo[top : round(y2 + my), left : round(x2 + mx)]
+    cut = cv2.resize(cut, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    w, h = size
+    canvas = np.full((h, w, 3), 127, np.uint8)
+    ch, cw = min(h, cut.shape[0]), min(w, cut.shape[1])
+    y, x = (h - ch) // 2, (w - cw) // 2
+    canvas[y : y + ch, x : x + cw] = cut[:ch, :cw]
+    return canvas
+
+
+def kiosk_frames(per_scene: int = 12) -> list[np.ndarray]:
+    """Nobody, a person with a mask, a person without one, nobody again."""
+    empty = np.full((480, 640, 3), 127, np.uint8)
+    masked, bare = portrait("maksssksksss83.png", 1), portrait("maksssksksss83.png", 2)
+    return [empty] * per_scene + [masked] * per_scene + [bare] * per_scene + [empty] * per_scene

@@ -49,21 +49,27 @@ class AlertConfig:
     no alerts on them). `cooldown_seconds`: after an alert the same person
     (track) alerts again only when still or again unmasked this much later;
     set it longer than a visit for exactly one alert per person. `labels`:
-    the voted labels that count as a violation.
+    the voted labels that count as a violation. `rejoin_seconds`: a tracker
+    can lose a person for a moment (a missed detection, someone walking in
+    front) and give them a new id; a new track that starts where an alerted
+    track vanished less than this long ago is taken as the same person and
+    shares its alert and cooldown (0: never).
     """
 
     after_seconds: float = 3.0
     min_confidence: float = 0.7
     cooldown_seconds: float = 300.0
     labels: tuple[str, ...] = ("no_mask", "incorrect")
+    rejoin_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if self.after_seconds < 0:
             raise ValueError(f"after_seconds must be >= 0, got {self.after_seconds}")
         if not 0 <= self.min_confidence <= 1:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
-        if self.cooldown_seconds < 0:
-            raise ValueError(f"cooldown_seconds must be >= 0, got {self.cooldown_seconds}")
+        if self.cooldown_seconds < 0 or self.rejoin_seconds < 0:
+            raise ValueError(f"cooldown_seconds and rejoin_seconds must be >= 0, got {self.cooldown_seconds}, "
+                             f"{self.rejoin_seconds}")
         unknown = set(self.labels) - set(LABELS)
         if not self.labels or unknown:
             raise ValueError(f"labels must be some of {LABELS}, got {self.labels}")
@@ -135,10 +141,17 @@ class _TrackState:
     """What the rules remember about one track (frame-clock seconds)."""
 
     last_seen: float
+    box: Box
     since: float | None = None
     """Frame time the current violation began; None while the person is fine."""
     since_wall: float = 0.0
     last_alert: float | None = None
+
+
+def near(a: Box, b: Box) -> bool:
+    """Centres closer than the larger box's size: where one person can move in a moment."""
+    reach = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1])
+    return abs((a[0] + a[2]) - (b[0] + b[2])) / 2 <= reach and abs((a[1] + a[3]) - (b[1] + b[3])) / 2 <= reach
 
 
 class AlertRules:
@@ -168,8 +181,8 @@ class AlertRules:
         for face, tid, label, share in zip(result.faces, ids, labels, shares, strict=True):
             if tid is None:
                 continue
-            state = self._tracks.setdefault(tid, _TrackState(last_seen=now))
-            state.last_seen = now
+            state = self._tracks.get(tid) or self._new_track(tid, face.box, now)
+            state.last_seen, state.box = now, face.box
             if label not in cfg.labels:
                 state.since = None
                 continue
@@ -183,6 +196,19 @@ class AlertRules:
                                     video_time=now, box=face.box))
         self._forget(now)
         return alerts
+
+    def _new_track(self, tid: int, box: Box, now: float) -> _TrackState:
+        """A new track's state; it inherits the alert of an alerted track that
+        vanished where it appears, moments ago (the same person, re-tracked)."""
+        state = _TrackState(last_seen=now, box=box)
+        lost = [s for s in self._tracks.values() if s.last_alert is not None and s.last_seen < now
+                and now - s.last_seen <= self.config.rejoin_seconds and near(s.box, box)]
+        if lost:
+            previous = max(lost, key=lambda s: s.last_seen)
+            state.since, state.since_wall, state.last_alert = previous.since, previous.since_wall, previous.last_alert
+            previous.last_seen = -float("inf")  # one successor only; forgotten once its cooldown ends
+        self._tracks[tid] = state
+        return state
 
     def _forget(self, now: float) -> None:
         cooldown = self.config.cooldown_seconds

@@ -52,3 +52,27 @@ def annotate(rgb: np.ndarray, faces: list[Face] | tuple[Face, ...]) -> np.ndarra
         ink = (0, 0, 0) if face.label in ("mask", "incorrect", None) else (255, 255, 255)
         cv2.putText(out, text, (tx + 1, ty - base + 1), FONT, font_scale, ink, text_thick, cv2.LINE_AA)
     return out
+
+
+VERDICT_COLORS = {"allow": (0, 170, 0), "deny": (210, 0, 0), "no_face": (90, 90, 90)}
+"""RGB banner colour per gate verdict."""
+
+
+def banner(rgb: np.ndarray, title: str, message: str, verdict: str) -> np.ndarray:
+    """`rgb` with a band the size of a kiosk sign added below it (the face
+    stays in view): `title` (ALLOW / DENY / NO FACE) large, `message` (the
+    reason) under it."""
+    w = rgb.shape[1]
+    band = max(60, rgb.shape[0] // 4)
+    out = np.vstack([rgb, np.empty((band, w, 3), np.uint8)])
+    h = out.shape[0]
+    cv2.rectangle(out, (0, h - band), (w, h), VERDICT_COLORS[verdict], -1)
+    big = band / 60
+    (tw, th), _ = cv2.getTextSize(title, FONT, big, max(2, round(big * 2)))
+    cv2.putText(out, title, ((w - tw) // 2, h - band + th + band // 10), FONT, big, (255, 255, 255),
+                max(2, round(big * 2)), cv2.LINE_AA)
+    small = big / 3
+    (mw, mh), _ = cv2.getTextSize(message, FONT, small, 1)
+    cv2.putText(out, message, (max(0, (w - mw) // 2), h - band // 8), FONT, small, (255, 255, 255),
+                max(1, round(small * 2)), cv2.LINE_AA)
+    return out

@@ -59,25 +59,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"p(mask) needed for `mask`. Default: {DEFAULT_THRESHOLD}")
 
     add_video_parser(sub)
+    add_watch_parser(sub)
+    add_gate_parser(sub)
     add_events_parser(sub)
+    add_deliver_parser(sub)
     return p
 
 
 def add_video_parser(sub) -> None:
-    from maskwatch.track import TrackConfig
-
-    tc = TrackConfig()
     v = sub.add_parser("video", help="follow faces through a video, stream or webcam; annotated MP4 and events")
-    v.add_argument("input", help="video file (mp4, avi, mkv, mov), image folder or glob, webcam index (0), "
-                                 "or http(s)/rtsp URL (MJPEG over HTTP too)")
+    v.add_argument("input", help=SOURCE_HELP)
+    add_output_options(v)
+    v.add_argument("--stride", type=int, default=1,
+                   help="files: process every n-th frame only (faster, coarser). Default: 1")
+    add_track_options(v)
+    add_alert_options(v)
+    add_model_options(v)
+
+
+SOURCE_HELP = ("video file (mp4, avi, mkv, mov), image folder or glob, webcam index (0), "
+               "or http(s)/rtsp URL (MJPEG over HTTP too)")
+
+
+def add_output_options(v: argparse.ArgumentParser) -> None:
     v.add_argument("--out", type=Path, help="write the annotated video here (H.264 MP4, the input's sound kept)")
     v.add_argument("--events", type=Path, help="write one JSON object per frame (JSON Lines) here")
     v.add_argument("--tracks", type=Path,
                    help="write one JSON object per person track here. Default: beside --events, as *.tracks.jsonl")
     v.add_argument("--summary", type=Path,
                    help="write the run summary (people per label, compliance per minute) here, its plot beside it")
-    v.add_argument("--stride", type=int, default=1,
-                   help="files: process every n-th frame only (faster, coarser). Default: 1")
+    v.add_argument("--no-audio", action="store_true", help="do not copy the input's sound into --out")
+
+
+def add_track_options(v: argparse.ArgumentParser) -> None:
+    from maskwatch.track import TrackConfig
+
+    tc = TrackConfig()
     v.add_argument("--detect-every", type=int, default=1,
                    help="detect and classify every n-th processed frame; in between, tracked faces move by their "
                         "track's speed (about n times faster; boxes lag on sudden moves). Default: 1")
@@ -91,9 +108,58 @@ def add_video_parser(sub) -> None:
                    help=f"seconds before an unseen track ends; longer bridges gaps. Default: {tc.lost_seconds}")
     v.add_argument("--bucket", type=float, default=60.0,
                    help="seconds per compliance-over-time bucket in the summary. Default: 60")
-    v.add_argument("--no-audio", action="store_true", help="do not copy the input's sound into --out")
-    add_alert_options(v)
-    add_model_options(v)
+
+
+def add_show_options(v: argparse.ArgumentParser, default: bool) -> None:
+    v.add_argument("--show", action=argparse.BooleanOptionalAction, default=default,
+                   help="serve the annotated live view on http://127.0.0.1:PORT/ (open it in a browser; a kiosk: "
+                        f"chromium --kiosk URL). Default: {'on' if default else 'off'}")
+    v.add_argument("--show-port", type=int, default=8765, metavar="PORT",
+                   help="port of the live view, on loopback only (0: any free port). Default: 8765")
+
+
+def add_watch_parser(sub) -> None:
+    w = sub.add_parser("watch", help="watch a camera or stream: alert on unmasked people, optional live view")
+    w.add_argument("input", help=SOURCE_HELP)
+    add_show_options(w, default=False)
+    w.add_argument("--status-every", type=float, default=10.0, metavar="SECONDS",
+                   help="print a status line (faces now, people seen, alerts, fps) this often; 0: never. Default: 10")
+    add_output_options(w)
+    add_track_options(w)
+    add_alert_options(w)
+    add_model_options(w)
+
+
+def add_gate_parser(sub) -> None:
+    from maskwatch.gate import GateConfig
+
+    gc = GateConfig()
+    g = sub.add_parser("gate", help="entrance kiosk: allow / deny / no face for the person in front of the camera")
+    g.add_argument("input", help=SOURCE_HELP)
+    add_show_options(g, default=True)
+    g.add_argument("--window", type=float, default=gc.window, metavar="SECONDS",
+                   help="a verdict is shown once it has held this long (at least --min-frames frames); longer is "
+                        f"steadier but slower to change. Default: {gc.window}")
+    g.add_argument("--agree", type=float, default=gc.agree, metavar="SHARE",
+                   help=f"share of the window's frames a new verdict needs. Default: {gc.agree}")
+    g.add_argument("--min-frames", type=int, default=gc.min_frames, help=f"Default: {gc.min_frames}")
+    g.add_argument("--gate-min-face", type=float, default=gc.min_face, metavar="PX",
+                   help=f"a face smaller than this (shorter side, px) is asked to step closer. Default: {gc.min_face}")
+    g.add_argument("--centre", type=float, default=gc.centre, metavar="SHARE",
+                   help="only faces centred in this middle share of the frame count (people passing behind do "
+                        f"not). Default: {gc.centre}")
+    add_model_options(g)
+
+
+def add_deliver_parser(sub) -> None:
+    d = sub.add_parser("deliver", help="send the alerts still waiting in the event store's outbox, then exit")
+    d.add_argument("--store", type=Path, default=Path("maskwatch-events.sqlite"),
+                   help="SQLite event store. Default: maskwatch-events.sqlite")
+    d.add_argument("--for", dest="seconds", type=float, default=60.0, metavar="SECONDS",
+                   help="keep retrying failed deliveries this long before giving up for now. Default: 60")
+    d.add_argument("--follow", action="store_true",
+                   help="keep running and deliver what other processes add, until Ctrl-C or SIGTERM")
+    add_sink_options(d)
 
 
 def add_alert_options(v: argparse.ArgumentParser) -> None:
@@ -112,6 +178,16 @@ def add_alert_options(v: argparse.ArgumentParser) -> None:
     a.add_argument("--alert-cooldown", type=float, metavar="SECONDS",
                    help="a person alerts again only when still unmasked this much later (a person who leaves and "
                         f"comes back is a new track and alerts anew). Default: {ac.cooldown_seconds:g}")
+    add_sink_options(a)
+    a.add_argument("--alert-snapshot", action="store_true",
+                   help="store and send a JPEG of the face with each alert (base64 in the JSON). Default: off")
+    a.add_argument("--store", type=Path, metavar="PATH",
+                   help="SQLite event store. Default: maskwatch-events.sqlite beside --events, else in the "
+                        "working folder")
+
+
+def add_sink_options(a) -> None:
+    """Where alerts go; the names must match between a run and a later `maskwatch deliver`."""
     a.add_argument("--alert-webhook", action="append", default=[], metavar="URL",
                    help="POST each alert as JSON here (Idempotency-Key header = alert id); repeatable")
     a.add_argument("--alert-mqtt", action="append", default=[], metavar="URL",
@@ -121,11 +197,6 @@ def add_alert_options(v: argparse.ArgumentParser) -> None:
     a.add_argument("--alert-command", metavar="COMMAND",
                    help="run this command for each alert (split like a shell, run without one), the alert JSON "
                         "on stdin; exit status 0 counts as delivered")
-    a.add_argument("--alert-snapshot", action="store_true",
-                   help="store and send a JPEG of the face with each alert (base64 in the JSON). Default: off")
-    a.add_argument("--store", type=Path, metavar="PATH",
-                   help="SQLite event store. Default: maskwatch-events.sqlite beside --events, else in the "
-                        "working folder")
 
 
 def alerts_wanted(args: argparse.Namespace) -> bool:
@@ -442,76 +513,261 @@ def cmd_events(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_video(args: argparse.Namespace) -> int:
-    import math
-    import signal
-    import threading
+def video_config(args: argparse.Namespace):
     from dataclasses import replace
 
     from maskwatch.encode import EncodeConfig
-    from maskwatch.track import UNKNOWN, TrackConfig
-    from maskwatch.video import SourceConfig, open_source
-    from maskwatch.videorun import VideoConfig, VideoOutputs, run_video
+    from maskwatch.track import TrackConfig
+    from maskwatch.video import SourceConfig
+    from maskwatch.videorun import VideoConfig
+
+    return VideoConfig(
+        detect_every=args.detect_every, bucket_seconds=args.bucket,
+        source=SourceConfig(stride=getattr(args, "stride", 1)),
+        track=replace(TrackConfig(), min_face=args.min_face, min_votes=args.min_votes,
+                      min_confidence=args.min_confidence, lost_seconds=args.lost_seconds),
+        encode=EncodeConfig(audio=not args.no_audio))
+
+
+def video_outputs(args: argparse.Namespace):
+    from maskwatch.videorun import VideoOutputs
 
     tracks = args.tracks
     if tracks is None and args.events is not None:
         tracks = args.events.with_name(args.events.stem + ".tracks.jsonl")
-    alerting = make_alerting(args) if alerts_wanted(args) else None
-    if not any((args.out, args.events, tracks, args.summary, alerting)):
-        print("maskwatch video: nothing to write: give --out, --events, --summary or an --alert option",
-              file=sys.stderr)
-        return EXIT_USAGE
-    config = VideoConfig(
-        detect_every=args.detect_every, bucket_seconds=args.bucket, source=SourceConfig(stride=args.stride),
-        track=replace(TrackConfig(), min_face=args.min_face, min_votes=args.min_votes,
-                      min_confidence=args.min_confidence, lost_seconds=args.lost_seconds),
-        encode=EncodeConfig(audio=not args.no_audio))
-    source = open_source(args.input, config.source)
-    pipeline = make_pipeline(args)
+    return VideoOutputs(args.out, args.events, tracks, args.summary)
 
-    stop, signals = threading.Event(), []
+
+@contextmanager
+def stop_on_signals(source) -> Iterator[tuple]:
+    """(stop event, signals received): Ctrl-C or SIGTERM sets `stop` so the run
+    finishes its outputs; a second one aborts."""
+    import signal
+    import threading
+
+    stop, received = threading.Event(), []
 
     def on_signal(signum, _frame) -> None:
-        if stop.is_set():  # a second Ctrl-C: stop now
+        if stop.is_set():
             raise KeyboardInterrupt
-        signals.append(signum)
+        received.append(signum)
         stop.set()
         source.request_stop()
         print(f"\n{signal.Signals(signum).name}: finishing the outputs (again to abort)", file=sys.stderr)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    total = source.stats.frame_count
-    total = math.ceil(total / args.stride) if total and not source.spec.live else 0
     try:
-        with progress_bar(total, "video", total > 0 and sys.stderr.isatty()) as advance:
-            stats, summary = run_video(source, pipeline, VideoOutputs(args.out, args.events, tracks, args.summary),
-                                       config, progress=advance, stop=stop, alerting=alerting)
+        yield stop, received
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def start_view(args: argparse.Namespace, title: str):
+    """The live view when --show is on (its URL printed), else None."""
+    if not args.show:
+        return None
+    from maskwatch.liveview import LiveView
+
+    view = LiveView(port=args.show_port, title=title).start()
+    print(f"live view: {view.url} (full screen: click it, or chromium --kiosk {view.url})", flush=True)
+    return view
+
+
+def report_run(args: argparse.Namespace, stats, summary: dict, outputs, alerting, received: list[int],
+               out=None) -> int:
+    """The run's console report; returns the exit status."""
+    from maskwatch.track import UNKNOWN
+
+    out = out or sys.stdout
     people = summary["people_per_label"]
     share = f"; {summary['compliance']:.0%} properly masked" if summary["compliance"] is not None else ""
     print(f"{args.input}: {stats.frames} frames ({stats.detected} detected) in {stats.seconds:.1f} s "
           f"({stats.fps:.1f} fps), {summary['people']} people: "
-          + ", ".join(f"{people[k]} {k}" for k in (*LABELS, UNKNOWN)) + share)
+          + ", ".join(f"{people[k]} {k}" for k in (*LABELS, UNKNOWN)) + share, file=out)
     counters = summary["source_stats"]
     notes = [f"{counters[k]} {k}" for k in ("dropped", "corrupt", "reconnects") if counters[k]]
     if notes or counters["errors"]:
         print("source: " + ", ".join(notes + counters["errors"]), file=sys.stderr)
-    for target, what in ((args.out, "annotated video"), (args.events, "frame JSON lines"),
-                         (tracks, "track JSON lines"), (args.summary, "summary")):
-        if target:
-            print(f"{what}: {target}")
-    if args.summary:
-        print(f"compliance plot: {args.summary.with_suffix('.png')}")
+    if outputs is not None:
+        for target, what in ((outputs.video, "annotated video"), (outputs.events, "frame JSON lines"),
+                             (outputs.tracks, "track JSON lines"), (outputs.summary, "summary"),
+                             (outputs.plot, "compliance plot")):
+            if target:
+                print(f"{what}: {target}", file=out)
     if alerting is not None:
-        pending = (f"; {stats.deliveries_pending} deliveries pending, sent by the next run with the same sinks"
-                   if stats.deliveries_pending else "")
-        print(f"alerts: {stats.alerts} raised, stored in {alerting.store}{pending}")
-    if signals:
+        pending = (f"; {stats.deliveries_pending} deliveries pending: maskwatch deliver --store {alerting.store} "
+                   "with the same sinks sends them" if stats.deliveries_pending else "")
+        print(f"alerts: {stats.alerts} raised, stored in {alerting.store}{pending}", file=out)
+    if received:
         print("interrupted: outputs are complete up to the last processed frame", file=sys.stderr)
-        return 128 + signals[0]
+        return 128 + received[0]
     return EXIT_SOME_FAILED if counters["corrupt"] or counters["errors"] else EXIT_OK
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    import math
+
+    from maskwatch.video import open_source
+    from maskwatch.videorun import run_video
+
+    outputs = video_outputs(args)
+    alerting = make_alerting(args) if alerts_wanted(args) else None
+    if not any((outputs.video, outputs.events, outputs.tracks, outputs.summary, alerting)):
+        print("maskwatch video: nothing to write: give --out, --events, --summary or an --alert option",
+              file=sys.stderr)
+        return EXIT_USAGE
+    config = video_config(args)
+    source = open_source(args.input, config.source)
+    pipeline = make_pipeline(args)
+    total = source.stats.frame_count
+    total = math.ceil(total / args.stride) if total and not source.spec.live else 0
+    with stop_on_signals(source) as (stop, received), \
+            progress_bar(total, "video", total > 0 and sys.stderr.isatty()) as advance:
+        stats, summary = run_video(source, pipeline, outputs, config, progress=advance, stop=stop,
+                                   alerting=alerting)
+    return report_run(args, stats, summary, outputs, alerting, received)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from maskwatch.video import open_source
+    from maskwatch.videorun import annotate_frame, run_video
+
+    alerting = make_alerting(args)
+    outputs = video_outputs(args)
+    config = video_config(args)
+    source = open_source(args.input, config.source)
+    pipeline = make_pipeline(args)
+    view = start_view(args, f"maskwatch watch: {source.name}")
+    status = WatchStatus(source.name, args.status_every)
+    print(f"watching {source.name}; alerts stored in {alerting.store}; Ctrl-C to stop", flush=True)
+
+    def on_frame(rgb, result: FrameResult) -> None:
+        line = status.update(result)
+        if view is not None:
+            view.publish(lambda: annotate_frame(rgb, result), {"status": line, **status.state()})
+
+    try:
+        with stop_on_signals(source) as (stop, received):
+            stats, summary = run_video(source, pipeline, outputs, config, stop=stop, alerting=alerting,
+                                       on_frame=on_frame)
+    finally:
+        if view is not None:
+            view.close()
+    return report_run(args, stats, summary, outputs, alerting, received)
+
+
+class WatchStatus:
+    """The status line of `maskwatch watch`: faces in view now, people seen
+    (distinct track ids), frames per second; printed every `every` seconds."""
+
+    def __init__(self, name: str, every: float) -> None:
+        self.name, self.every = name, every
+        self.people: set[int] = set()
+        self.counts = {k: 0 for k in LABELS}
+        self.frames, self.t0 = 0, time.monotonic()
+        self.printed = self.t0
+
+    def update(self, result: FrameResult) -> str:
+        self.frames += 1
+        self.people.update(t for t in result.extra.get("track_ids") or [] if t is not None)
+        self.counts = result.counts()
+        now = time.monotonic()
+        line = self.line(now)
+        if self.every > 0 and now - self.printed >= self.every:
+            self.printed = now
+            print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+        return line
+
+    def state(self) -> dict:
+        return {"faces": self.counts, "people": len(self.people), "frames": self.frames}
+
+    def line(self, now: float) -> str:
+        n = sum(self.counts.values())
+        fps = self.frames / max(1e-9, now - self.t0)
+        return (f"{self.name}: {n} face{'s' * (n != 1)} now ("
+                + ", ".join(f"{self.counts[k]} {k}" for k in LABELS)
+                + f"), {len(self.people)} people seen, {fps:.1f} fps")
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from maskwatch.annotate import annotate, banner
+    from maskwatch.gate import NO_FACE, Gate, GateConfig
+    from maskwatch.video import open_source
+    from maskwatch.videorun import VideoConfig, run_video
+
+    verdicts: list[dict] = []
+    gate = Gate(GateConfig(centre=args.centre, min_face=args.gate_min_face, window=args.window,
+                           agree=args.agree, min_frames=args.min_frames))
+    source = open_source(args.input)
+    pipeline = make_pipeline(args)
+    view = start_view(args, f"maskwatch gate: {source.name}")
+
+    def on_frame(rgb, result: FrameResult) -> None:
+        t = float(result.extra.get("time", 0.0))
+        changed = gate.update(result, t)
+        if changed is not None:
+            line = {"source": source.name, "frame": result.extra.get("frame"),
+                    "wall_time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **changed.to_dict()}
+            print(json.dumps(line), flush=True)
+            verdicts.append(line)
+        if view is not None:
+            shown = gate.current
+            verdict, message = (NO_FACE, "checking...") if shown is None else (shown.verdict, shown.message)
+            chosen = [f for f in result.faces if shown is not None and f.box == shown.box]
+            view.publish(lambda: banner(annotate(rgb, chosen), verdict.replace("_", " ").upper(), message, verdict),
+                         {"status": f"{verdict}: {message}", "verdict": None if shown is None else shown.to_dict()})
+
+    try:
+        with stop_on_signals(source) as (stop, received):
+            stats, summary = run_video(source, pipeline, config=VideoConfig(), stop=stop, on_frame=on_frame)
+    finally:
+        if view is not None:
+            view.close()
+    counters = summary["source_stats"]
+    print(f"{args.input}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps), "
+          f"{len(verdicts)} verdict{'s' * (len(verdicts) != 1)} shown", file=sys.stderr)
+    if received:
+        return 128 + received[0]
+    return EXIT_SOME_FAILED if counters["corrupt"] or counters["errors"] else EXIT_OK
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    from maskwatch.sinks import Dispatcher, make_sinks
+    from maskwatch.store import Store
+
+    if not args.store.is_file():
+        print(f"maskwatch deliver: no event store at {args.store} (see --store)", file=sys.stderr)
+        return EXIT_USAGE
+    sinks = make_sinks(args.alert_webhook, args.alert_file, args.alert_command, args.alert_mqtt)
+    with Store(args.store) as store:
+        waiting = store.pending()
+    named = {s.name for s in sinks}
+    print(f"{args.store}: {sum(waiting.values())} deliveries waiting"
+          + "".join(f"; {n} for {sink}{'' if sink in named else ' (not named here: kept)'}"
+                    for sink, n in sorted(waiting.items())))
+    dispatcher = Dispatcher(args.store, sinks)
+    if args.follow:
+        import threading
+
+        dispatcher.start()
+        stop = threading.Event()
+
+        class _Source:
+            def request_stop(self) -> None:
+                stop.set()
+
+        with stop_on_signals(_Source()) as _:
+            print("delivering; Ctrl-C to stop", flush=True)
+            while not stop.wait(0.5):
+                pass
+        left = dispatcher.close(0)
+    else:
+        left = dispatcher.close(args.seconds)
+    print(f"delivered {dispatcher.delivered}, failed tries {dispatcher.failures}, still waiting {left}")
+    return EXIT_SOME_FAILED if left else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -519,7 +775,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth,
-                "video": cmd_video, "events": cmd_events}
+                "video": cmd_video, "watch": cmd_watch, "gate": cmd_gate, "events": cmd_events,
+                "deliver": cmd_deliver}
     try:
         return commands[args.command](args)
     except FileNotFoundError as exc:

@@ -23,6 +23,7 @@ import math
 import queue
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,16 @@ class SourceStats:
                 "errors": self.errors}
 
 
+def public_name(target: str) -> str:
+    """`target` with a URL's password masked: the name goes into logs,
+    alerts, the event store and the live view, the password must not."""
+    parts = urllib.parse.urlsplit(target) if "://" in target else None
+    if parts is None or parts.password is None:
+        return target
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def parse_source(raw: str) -> SourceSpec:
     """Tell what `raw` names, without opening it.
 
@@ -207,7 +218,7 @@ class FrameSource:
         self.spec = spec
         self.config = config or SourceConfig()
         self.stats = SourceStats()
-        self.name = spec.target
+        self.name = public_name(spec.target)
         size = self.config.live_queue_size if spec.live else self.config.queue_size
         self._queue: queue.Queue = queue.Queue(maxsize=size)
         self._stop = threading.Event()
