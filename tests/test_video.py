@@ -228,3 +228,15 @@ def test_live_source_drops_stale_frames_when_the_consumer_is_slow(clip) -> None:
         assert src.stats.read >= got + src.stats.dropped - 1
     finally:
         srv.kill()
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("rtsp://admin:s3cret@10.0.0.5:554/stream1", "rtsp://admin:***@10.0.0.5:554/stream1"),
+    ("http://cam.local/video.mjpg", "http://cam.local/video.mjpg"),
+    ("rtsp://viewer@cam/x", "rtsp://viewer@cam/x"),
+    ("clips/door.mp4", "clips/door.mp4"),
+])
+def test_a_stream_password_never_shows_in_the_source_name(raw: str, shown: str) -> None:
+    from maskwatch.video import public_name
+
+    assert public_name(raw) == shown

@@ -582,7 +582,7 @@ def report_run(args: argparse.Namespace, stats, summary: dict, outputs, alerting
     out = out or sys.stdout
     people = summary["people_per_label"]
     share = f"; {summary['compliance']:.0%} properly masked" if summary["compliance"] is not None else ""
-    print(f"{args.input}: {stats.frames} frames ({stats.detected} detected) in {stats.seconds:.1f} s "
+    print(f"{summary['source']}: {stats.frames} frames ({stats.detected} detected) in {stats.seconds:.1f} s "
           f"({stats.fps:.1f} fps), {summary['people']} people: "
           + ", ".join(f"{people[k]} {k}" for k in (*LABELS, UNKNOWN)) + share, file=out)
     counters = summary["source_stats"]
@@ -727,7 +727,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         if view is not None:
             view.close()
     counters = summary["source_stats"]
-    print(f"{args.input}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps), "
+    print(f"{source.name}: {stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps), "
           f"{len(verdicts)} verdict{'s' * (len(verdicts) != 1)} shown", file=sys.stderr)
     if received:
         return 128 + received[0]
@@ -772,6 +772,10 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:  # OpenCV's own warnings (a camera it cannot open) repeat what maskwatch says
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth,
