@@ -72,6 +72,7 @@ def add_video_parser(sub) -> None:
     add_output_options(v)
     v.add_argument("--stride", type=int, default=1,
                    help="files: process every n-th frame only (faster, coarser). Default: 1")
+    add_show_options(v, default=False)
     add_track_options(v)
     add_alert_options(v)
     add_model_options(v)
@@ -606,51 +607,48 @@ def report_run(args: argparse.Namespace, stats, summary: dict, outputs, alerting
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    import math
-
-    from maskwatch.video import open_source
-    from maskwatch.videorun import run_video
-
-    outputs = video_outputs(args)
     alerting = make_alerting(args) if alerts_wanted(args) else None
-    if not any((outputs.video, outputs.events, outputs.tracks, outputs.summary, alerting)):
-        print("maskwatch video: nothing to write: give --out, --events, --summary or an --alert option",
+    outputs = video_outputs(args)
+    if not any((outputs.video, outputs.events, outputs.tracks, outputs.summary, alerting, args.show)):
+        print("maskwatch video: nothing to write: give --out, --events, --summary, --show or an --alert option",
               file=sys.stderr)
         return EXIT_USAGE
-    config = video_config(args)
-    source = open_source(args.input, config.source)
-    pipeline = make_pipeline(args)
-    total = source.stats.frame_count
-    total = math.ceil(total / args.stride) if total and not source.spec.live else 0
-    with stop_on_signals(source) as (stop, received), \
-            progress_bar(total, "video", total > 0 and sys.stderr.isatty()) as advance:
-        stats, summary = run_video(source, pipeline, outputs, config, progress=advance, stop=stop,
-                                   alerting=alerting)
-    return report_run(args, stats, summary, outputs, alerting, received)
+    return run_tracked(args, outputs, alerting, watching=False)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    return run_tracked(args, video_outputs(args), make_alerting(args), watching=True)
+
+
+def run_tracked(args: argparse.Namespace, outputs, alerting, watching: bool) -> int:
+    """`video` and `watch`: the tracked run with its outputs, alerts, live
+    view and (watch) status line, or (video of a file) a progress bar."""
+    import math
+
     from maskwatch.video import open_source
     from maskwatch.videorun import annotate_frame, run_video
 
-    alerting = make_alerting(args)
-    outputs = video_outputs(args)
     config = video_config(args)
     source = open_source(args.input, config.source)
     pipeline = make_pipeline(args)
-    view = start_view(args, f"maskwatch watch: {source.name}")
-    status = WatchStatus(source.name, args.status_every)
-    print(f"watching {source.name}; alerts stored in {alerting.store}; Ctrl-C to stop", flush=True)
+    view = start_view(args, f"maskwatch {args.command}: {source.name}")
+    status = WatchStatus(source.name, args.status_every if watching else 0)
+    if watching:
+        where = f"; alerts stored in {alerting.store}" if alerting is not None else ""
+        print(f"watching {source.name}{where}; Ctrl-C to stop", flush=True)
 
     def on_frame(rgb, result: FrameResult) -> None:
         line = status.update(result)
         if view is not None:
             view.publish(lambda: annotate_frame(rgb, result), {"status": line, **status.state()})
 
+    total = source.stats.frame_count
+    total = math.ceil(total / config.source.stride) if total and not source.spec.live and not watching else 0
     try:
-        with stop_on_signals(source) as (stop, received):
-            stats, summary = run_video(source, pipeline, outputs, config, stop=stop, alerting=alerting,
-                                       on_frame=on_frame)
+        with stop_on_signals(source) as (stop, received), \
+                progress_bar(total, "video", total > 0 and sys.stderr.isatty()) as advance:
+            stats, summary = run_video(source, pipeline, outputs, config, progress=advance, stop=stop,
+                                       alerting=alerting, on_frame=on_frame)
     finally:
         if view is not None:
             view.close()
