@@ -7,6 +7,8 @@ example photo.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from maskwatch.compliance import compliance_over_time, people_per_label, summarize
@@ -56,6 +58,8 @@ def test_unknown_until_enough_votes(votes, expected: str) -> None:
     (face(box=(0, 0, 20, 22)), False),  # too small for the classifier
     (face(confidence=0.5), False),  # the classifier was unsure
     (face(label=None), False),  # not classified
+    (replace(face(), landmarks=((30, 40), (60, 40), (47, 55), (35, 70), (55, 70))), True),  # frontal
+    (replace(face(), landmarks=((30, 40), (45, 40), (70, 55), (40, 70), (60, 70))), False),  # in profile
 ])
 def test_which_faces_vote(f: Face, counts: bool) -> None:
     assert counts_as_vote(f, TrackConfig(min_face=24, min_confidence=0.6)) is counts

@@ -54,6 +54,9 @@ class TrackConfig:
     find small faces; faint ones may still extend an existing track).
     `min_iou`: box overlap with a track's predicted box needed to match.
     `confirm_frames`: consecutive detections before a track gets an id.
+    `max_turn`: faces turned further from the camera than this do not vote
+    (see `turn`; a frontal face is about 0, the Kaggle photos' faces reach
+    0.6, a profile is above 1): a mask seen edge-on is easily misread.
     """
 
     min_face: float = 24.0
@@ -63,6 +66,7 @@ class TrackConfig:
     start_score: float = 0.5
     min_iou: float = 0.2
     confirm_frames: int = 2
+    max_turn: float = 0.8
 
     def __post_init__(self) -> None:
         if self.min_votes < 1:
@@ -73,10 +77,20 @@ class TrackConfig:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
 
 
+def turn(face: Face) -> float:
+    """How far the head is turned sideways: the nose's offset from the point
+    between the eyes, in eye distances (0 without landmarks)."""
+    if not face.landmarks:
+        return 0.0
+    (lx, _), (rx, _), (nx, _) = face.landmarks[:3]
+    return abs(nx - (lx + rx) / 2) / max(1.0, abs(rx - lx))
+
+
 def counts_as_vote(face: Face, config: TrackConfig) -> bool:
-    """Whether this classified face is trustworthy enough to vote."""
+    """Whether this classified face is trustworthy enough to vote: big enough,
+    classified with confidence, not turned away."""
     return (face.label is not None and face.size >= config.min_face
-            and (face.confidence or 0.0) >= config.min_confidence)
+            and (face.confidence or 0.0) >= config.min_confidence and turn(face) <= config.max_turn)
 
 
 def tally(votes: Iterable[tuple[str, float]]) -> tuple[dict[str, float], int]:
