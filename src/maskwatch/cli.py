@@ -540,9 +540,9 @@ def video_outputs(args: argparse.Namespace):
 
 
 @contextmanager
-def stop_on_signals(source) -> Iterator[tuple]:
-    """(stop event, signals received): Ctrl-C or SIGTERM sets `stop` so the run
-    finishes its outputs; a second one aborts."""
+def stop_on_signals(on_stop=None) -> Iterator[tuple]:
+    """(stop event, signals received): Ctrl-C or SIGTERM sets `stop` (and
+    calls `on_stop`) so the run finishes its outputs; a second one aborts."""
     import signal
     import threading
 
@@ -553,7 +553,8 @@ def stop_on_signals(source) -> Iterator[tuple]:
             raise KeyboardInterrupt
         received.append(signum)
         stop.set()
-        source.request_stop()
+        if on_stop is not None:
+            on_stop()
         print(f"\n{signal.Signals(signum).name}: finishing the outputs (again to abort)", file=sys.stderr)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -645,7 +646,7 @@ def run_tracked(args: argparse.Namespace, outputs, alerting, watching: bool) -> 
     total = source.stats.frame_count
     total = math.ceil(total / config.source.stride) if total and not source.spec.live and not watching else 0
     try:
-        with stop_on_signals(source) as (stop, received), \
+        with stop_on_signals(source.request_stop) as (stop, received), \
                 progress_bar(total, "video", total > 0 and sys.stderr.isatty()) as advance:
             stats, summary = run_video(source, pipeline, outputs, config, progress=advance, stop=stop,
                                        alerting=alerting, on_frame=on_frame)
@@ -719,7 +720,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
                          {"status": f"{verdict}: {message}", "verdict": None if shown is None else shown.to_dict()})
 
     try:
-        with stop_on_signals(source) as (stop, received):
+        with stop_on_signals(source.request_stop) as (stop, received):
             stats, summary = run_video(source, pipeline, config=VideoConfig(), stop=stop, on_frame=on_frame)
     finally:
         if view is not None:
@@ -733,7 +734,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    from maskwatch.sinks import Dispatcher, make_sinks
+    from maskwatch.sinks import DeliveryConfig, Dispatcher, make_sinks
     from maskwatch.store import Store
 
     if not args.store.is_file():
@@ -746,21 +747,12 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     print(f"{args.store}: {sum(waiting.values())} deliveries waiting"
           + "".join(f"; {n} for {sink}{'' if sink in named else ' (not named here: kept)'}"
                     for sink, n in sorted(waiting.items())))
-    dispatcher = Dispatcher(args.store, sinks)
+    dispatcher = Dispatcher(args.store, sinks, DeliveryConfig(idle_poll=1.0))
     if args.follow:
-        import threading
-
         dispatcher.start()
-        stop = threading.Event()
-
-        class _Source:
-            def request_stop(self) -> None:
-                stop.set()
-
-        with stop_on_signals(_Source()) as _:
+        with stop_on_signals() as (stop, _):
             print("delivering; Ctrl-C to stop", flush=True)
-            while not stop.wait(0.5):
-                pass
+            stop.wait()
         left = dispatcher.close(0)
     else:
         left = dispatcher.close(args.seconds)
