@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_video_parser(sub)
     add_events_parser(sub)
+    from maskwatch.server import add_serve_parser
+
+    add_serve_parser(sub)
     return p
 
 
@@ -514,12 +517,18 @@ def cmd_video(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if counters["corrupt"] or counters["errors"] else EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from maskwatch.server import cmd_serve as serve
+
+    return serve(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth,
-                "video": cmd_video, "events": cmd_events}
+                "video": cmd_video, "events": cmd_events, "serve": cmd_serve}
     try:
         return commands[args.command](args)
     except FileNotFoundError as exc:
