@@ -30,13 +30,11 @@ from maskwatch.server.state import AppState
 log = logging.getLogger(__name__)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """Refuses a body over `limit` bytes with 413: at once when Content-Length says so,
-    else as soon as the streamed bytes pass it (chunked uploads cannot slip by)."""
+    else as soon as the streamed bytes pass it (chunked uploads cannot slip by). The
+    late case raises HTTPException from `receive`, inside the route that reads the body,
+    so the app's own error handling answers it."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -48,11 +46,11 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             bad = not length.isdigit()
-            await self._refuse(send, 400 if bad else 413,
-                               "Content-Length is not a number" if bad else self._message(int(length)))
+            response = JSONResponse({"detail": "Content-Length is not a number" if bad else
+                                     self._message(int(length))}, status_code=400 if bad else 413)
+            await response(scope, receive, send)
             return
         seen = 0
-        started = False
 
         async def limited() -> Message:
             nonlocal seen
@@ -60,30 +58,41 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise BodyTooLarge
+                    raise StarletteHTTPException(413, self._message(seen))
             return message
 
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited, tracking)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send, 413, self._message(seen))
+        await self.app(scope, limited, send)
 
     def _message(self, size: int) -> str:
         return f"request body of {size} bytes is over the limit of {self.limit} bytes (MASKWATCH_MAX_UPLOAD_BYTES)"
 
-    @staticmethod
-    async def _refuse(send: Send, status: int, detail: str) -> None:
-        await JSONResponse({"detail": detail}, status_code=status)({"type": "http"}, _no_receive, send)
 
+class Measure:
+    """Counts and times every request by route template and status (pure ASGI: it does not
+    wrap the body stream, so the body limit above still raises inside the route)."""
 
-async def _no_receive() -> Message:
-    return {"type": "http.disconnect"}
+    def __init__(self, app: ASGIApp, metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = route_of(scope)
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
 
 
 def route_of(scope: Scope) -> str:
@@ -106,7 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await state.stop()
 
-    app = FastAPI(title="maskwatch", version=maskwatch.__version__, lifespan=lifespan,
+    # docs_url/redoc_url off: their pages load Swagger UI from a CDN; /openapi.json is the document.
+    app = FastAPI(title="maskwatch", version=maskwatch.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Finds faces in photos and live cameras and labels each `mask`, `no_mask` or "
                               "`incorrect`. With MASKWATCH_API_KEY set every route but /v1/health needs the key.")
     app.state.maskwatch = state
@@ -133,17 +143,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"detail": "internal error (logged on the server)"}, status_code=500)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = route_of(request.scope)
-        state.metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        state.metrics.latency.labels(route).observe(time.perf_counter() - t0)
-        return response
-
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["X-API-Key", "Authorization", "Content-Type"])
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(Measure, metrics=state.metrics)
     return app

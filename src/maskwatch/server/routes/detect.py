@@ -73,7 +73,7 @@ async def upload_of(request: Request, max_files: int) -> list[tuple[str, bytes]]
         await form.close()
 
 
-@router.post("", response_model=DetectResult, openapi_extra=SINGLE_BODY,
+@router.post("", response_model=DetectResult, response_model_exclude_none=True, openapi_extra=SINGLE_BODY,
              responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
                               "description": "the JSON result, or the annotated JPEG with ?annotated=true"},
                         **problems(400, 401, 413, 415, 422, 503)})
@@ -100,7 +100,7 @@ async def detect(request: Request, state: StateDep,
     return analysis.result.to_dict()
 
 
-@router.post("/batch", response_model=BatchResult, openapi_extra=BATCH_BODY,
+@router.post("/batch", response_model=BatchResult, response_model_exclude_none=True, openapi_extra=BATCH_BODY,
              responses=problems(400, 401, 413, 415, 422, 503))
 async def detect_batch(request: Request, state: StateDep) -> Any:
     """Several photos in one multipart request; each gets a result, an unreadable one `error` and its status."""

@@ -1,0 +1,290 @@
+"""The HTTP service with the real detector and classifier on the committed example photos.
+
+TestClient drives the app in-process for the request/response contract;
+the live camera, its MJPEG stream and alerts run on a real uvicorn on
+loopback, fed by the MJPEG test server of video_helpers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the server extra is not installed: pip install '.[server]'")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from maskwatch.alerts import Alert  # noqa: E402
+from maskwatch.pipeline import Pipeline, PipelineConfig  # noqa: E402
+from maskwatch.server.app import create_app  # noqa: E402
+from maskwatch.server.cameras import CameraError, check_source, redact  # noqa: E402
+from maskwatch.server.pool import InferencePool, PoolFull  # noqa: E402
+from maskwatch.server.settings import Settings  # noqa: E402
+from maskwatch.store import Store  # noqa: E402
+from server_helpers import LiveServer  # noqa: E402
+from video_helpers import EXAMPLES, MjpegServer, jpeg, pan  # noqa: E402
+
+PHOTO = EXAMPLES / "maksssksksss787.png"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def client(data_dir: Path):
+    settings = Settings(data_dir=data_dir, workers=2, queue_size=4, max_upload_bytes=2_000_000,
+                        max_pixels=5_000_000, max_batch=4)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline(PipelineConfig(threads=1))
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width x height but holds one compressed row: a decompression bomb's header."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(
+        b"IEND", b"")
+
+
+# -- detect ---------------------------------------------------------------------
+
+
+def test_health_and_openapi(client: TestClient) -> None:
+    r = client.get("/v1/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["workers"] == 2
+    doc = client.get("/openapi.json").json()
+    paths = doc["paths"]
+    for path in ("/v1/detect", "/v1/detect/batch", "/v1/health", "/v1/cameras", "/v1/cameras/{camera_id}",
+                 "/v1/cameras/{camera_id}/stream", "/v1/events", "/v1/stats", "/metrics"):
+        assert path in paths, path
+    body = paths["/v1/detect"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "image/jpeg", "application/octet-stream"} <= set(body)
+    assert "image/jpeg" in paths["/v1/detect"]["post"]["responses"]["200"]["content"]
+    assert {"413", "415", "503"} <= set(paths["/v1/detect"]["post"]["responses"])
+
+
+@pytest.mark.parametrize("how", ["raw", "multipart"])
+def test_detect_matches_the_pipeline(client: TestClient, pipeline: Pipeline, how: str) -> None:
+    data = PHOTO.read_bytes()
+    if how == "raw":
+        r = client.post("/v1/detect", content=data, headers={"Content-Type": "application/octet-stream"})
+    else:
+        r = client.post("/v1/detect", files={"file": ("../../etc/x/" + PHOTO.name, data, "text/plain")})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    expected = pipeline.analyze(data, name="upload" if how == "raw" else PHOTO.name).to_dict()
+    assert got == expected  # same schema and same faces as the library / CLI
+    labels = [f["label"] for f in got["faces"]]
+    assert labels.count("no_mask") >= 1 and labels.count("mask") >= 5
+
+
+def test_detect_annotated_jpeg(client: TestClient) -> None:
+    r = client.post("/v1/detect?annotated=true", content=PHOTO.read_bytes())
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    img = Image.open(io.BytesIO(r.content))
+    assert img.format == "JPEG" and img.size == Image.open(PHOTO).size
+    assert int(r.headers["x-faces"]) >= 6
+
+
+def test_content_is_sniffed_not_trusted(client: TestClient) -> None:
+    png = PHOTO.read_bytes()
+    assert client.post("/v1/detect", content=png, headers={"Content-Type": "image/jpeg"}).status_code == 200
+    r = client.post("/v1/detect", content=b"<html>not a picture</html>", headers={"Content-Type": "image/png"})
+    assert r.status_code == 415 and "not an image" in r.json()["detail"]
+    gif = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(gif, "GIF")
+    r = client.post("/v1/detect", content=gif.getvalue())
+    assert r.status_code == 415 and "GIF" in r.json()["detail"]
+    truncated = jpeg(np.full((200, 200, 3), 90, np.uint8))[:400]
+    r = client.post("/v1/detect", content=truncated)
+    assert r.status_code == 422 and "Truncated" in r.json()["detail"]
+    r = client.post("/v1/detect", content=b"")
+    assert r.status_code == 400 and "empty" in r.json()["detail"]
+
+
+def test_decompression_bomb_and_big_bodies_get_413(client: TestClient) -> None:
+    bomb = png_header(30_000, 30_000)
+    assert len(bomb) < 200
+    r = client.post("/v1/detect", content=bomb)
+    assert r.status_code == 413 and "900000000 pixels" in r.json()["detail"]
+    r = client.post("/v1/detect", content=png_header(100_000, 100_000))  # past Pillow's own bomb limit too
+    assert r.status_code == 413
+    r = client.post("/v1/detect", content=b"\xff" * 2_000_001)
+    assert r.status_code == 413 and "over the limit of 2000000 bytes" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit is counted while the body streams in
+        for _ in range(30):
+            yield b"\0" * 100_000
+
+    r = client.post("/v1/detect", content=chunks())
+    assert r.status_code == 413
+    assert client.get("/v1/health").status_code == 200  # and the server is fine
+
+
+def test_batch(client: TestClient) -> None:
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in sorted(EXAMPLES.glob("*.png"))[:2]]
+    files.append(("files", ("notes.txt", b"hello", "text/plain")))
+    r = client.post("/v1/detect/batch", files=files)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["image"] for x in results] == [files[0][1][0], files[1][1][0], "notes.txt"]
+    assert [x["status"] for x in results] == [200, 200, 415]
+    assert results[0]["faces"] and results[2]["faces"] == [] and "not an image" in results[2]["error"]
+    too_many = [("files", (f"{i}.png", PHOTO.read_bytes())) for i in range(5)]
+    assert client.post("/v1/detect/batch", files=too_many).status_code in (400, 413)
+    assert client.post("/v1/detect/batch", content=PHOTO.read_bytes()).status_code == 415
+
+
+def test_full_queue_gets_503_with_retry_after(client: TestClient) -> None:
+    pool = client.app.state.maskwatch.pool
+    release = threading.Event()
+    held = [pool.submit(lambda _p: release.wait(30)) for _ in range(pool.capacity)]
+    try:
+        r = client.post("/v1/detect", content=PHOTO.read_bytes())
+        assert r.status_code == 503 and r.headers["retry-after"] == "1" and "busy" in r.json()["detail"]
+    finally:
+        release.set()
+    for f in held:
+        f.result(10)
+    assert client.post("/v1/detect", content=PHOTO.read_bytes()).status_code == 200
+    assert client.get("/v1/stats").json()["images"]["rejected"] >= 1
+
+
+def test_pool_bounds_its_queue() -> None:
+    pool = InferencePool(PipelineConfig(), workers=1, queue_size=1).start()
+    try:
+        gate = threading.Event()
+        first, second = pool.submit(lambda _p: gate.wait(10)), pool.submit(lambda _p: "queued")
+        with pytest.raises(PoolFull):
+            pool.submit(lambda _p: "one too many")
+        gate.set()
+        assert first.result(10) is True and second.result(10) == "queued" and pool.pending == 0
+    finally:
+        pool.close()
+
+
+def test_stats_and_metrics(client: TestClient) -> None:
+    client.post("/v1/detect", content=PHOTO.read_bytes())
+    stats = client.get("/v1/stats").json()
+    assert stats["images"]["analysed"] >= 1 and stats["faces"]["mask"] >= 1 and stats["workers"] == 2
+    text = client.get("/metrics").text
+    assert 'maskwatch_http_requests_total{method="POST",route="/v1/detect",status="200"}' in text
+    assert "maskwatch_inference_seconds_bucket" in text and 'maskwatch_faces_total{label="mask"}' in text
+    client.get("/v1/no/such/path/12345")
+    assert "/v1/no/such" not in client.get("/metrics").text  # raw paths never become label values
+
+
+# -- security --------------------------------------------------------------------
+
+
+def test_api_key(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, workers=1, api_key="s3cret-key")
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/v1/health").status_code == 200
+        for method, path in (("get", "/v1/stats"), ("get", "/v1/cameras"), ("get", "/v1/events"),
+                             ("get", "/metrics"), ("post", "/v1/detect")):
+            r = getattr(c, method)(path)
+            assert r.status_code == 401 and "API key" in r.json()["detail"], path
+        assert c.get("/v1/stats", headers={"X-API-Key": "wrong-key!"}).status_code == 401
+        assert c.get("/v1/stats", headers={"X-API-Key": "s3cret-key"}).status_code == 200
+        assert c.get("/metrics", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
+        assert c.get("/v1/cameras?api_key=s3cret-key").status_code == 200
+        r = c.post("/v1/detect", content=PHOTO.read_bytes(), headers={"X-API-Key": "s3cret-key"})
+        assert r.status_code == 200
+
+
+def test_cors_is_off_by_default(client: TestClient, tmp_path: Path) -> None:
+    r = client.get("/v1/health", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
+    with TestClient(create_app(Settings(data_dir=tmp_path, workers=1, cors_origins=["https://ok.example"]))) as c:
+        r = c.get("/v1/health", headers={"Origin": "https://ok.example"})
+        assert r.headers["access-control-allow-origin"] == "https://ok.example"
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("file:///etc/passwd", "scheme 'file' not allowed"),
+    ("/etc/passwd", r"scheme '\(none\)' not allowed"),
+    ("../../secret.mp4", r"scheme '\(none\)' not allowed"),
+    ("examples/clip.mp4", r"scheme '\(none\)' not allowed"),
+    ("ftp://host/x", "scheme 'ftp' not allowed"),
+    ("http://", "has no host"),
+    ("http://host:99999/x", "out of range"),
+    ("http://host/a b", "spaces"),
+    ("99", "out of range"),
+])
+def test_camera_urls_are_checked(url: str, reason: str) -> None:
+    with pytest.raises(CameraError, match=reason):
+        check_source(url, allow_webcams=True)
+
+
+def test_camera_url_accepted_and_redacted() -> None:
+    assert check_source(" rtsp://user:pw@cam.local:554/live ", allow_webcams=True) == "rtsp://user:pw@cam.local:554/live"
+    assert check_source("0", allow_webcams=True) == "0"
+    with pytest.raises(CameraError, match="webcam"):
+        check_source("0", allow_webcams=False)
+    assert redact("rtsp://user:pw@cam.local:554/live") == "rtsp://user:***@cam.local:554/live"
+
+
+def test_camera_requests_are_validated(client: TestClient) -> None:
+    r = client.post("/v1/cameras", json={"name": "door", "url": "file:///etc/passwd"})
+    assert r.status_code == 422 and "file" in r.json()["detail"]
+    r = client.post("/v1/cameras", json={"name": "door", "url": "http://127.0.0.1:9/x", "detect_every": 0})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "detect_every"]
+    r = client.post("/v1/cameras", json={"name": "door", "url": "http://127.0.0.1:9/x", "path": "/tmp"})
+    assert r.status_code == 422  # unknown fields are refused, not ignored
+    assert client.get("/v1/cameras/nope").status_code == 404
+    assert client.delete("/v1/cameras/nope").status_code == 404
+    assert client.get("/v1/cameras/nope/stream").status_code == 404
+
+
+# -- events --------------------------------------------------------------------
+
+
+def test_events_paged_and_filtered(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, workers=1)
+    now = time.time()
+    with Store(tmp_path / "events.sqlite") as store:
+        for i in range(7):
+            store.add(Alert(id=f"a{i}", source="cam1" if i % 2 else "cam2", track_id=i,
+                            label="no_mask" if i < 5 else "incorrect", confidence=0.9, first_seen=now - 100 + i,
+                            time=now - 100 + i * 10, box=(1, 2, 30, 40),
+                            snapshot=b"\xff\xd8jpeg" if i == 3 else None), [])
+    with TestClient(create_app(settings)) as c:
+        page = c.get("/v1/events", params={"limit": 2}).json()
+        assert page["total"] == 7 and [e["id"] for e in page["events"]] == ["a6", "a5"] and page["next_offset"] == 2
+        last = c.get("/v1/events", params={"limit": 5, "offset": 5}).json()
+        assert [e["id"] for e in last["events"]] == ["a1", "a0"] and last["next_offset"] is None
+        cam1 = c.get("/v1/events", params={"camera": "cam1"}).json()
+        assert [e["id"] for e in cam1["events"]] == ["a5", "a3", "a1"]
+        assert [e["id"] for e in c.get("/v1/events?label=incorrect").json()["events"]] == ["a6", "a5"]
+        since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 100 + 35))
+        assert [e["id"] for e in c.get("/v1/events", params={"since": since}).json()["events"]] == ["a6", "a5", "a4"]
+        snap = [e for e in cam1["events"] if e["id"] == "a3"][0]["snapshot_url"]
+        assert snap == "/v1/events/a3/snapshot" and c.get(snap).content == b"\xff\xd8jpeg"
+        assert c.get("/v1/events/a1/snapshot").status_code == 404
+        assert c.get("/v1/events?label=maybe").status_code == 422
+        assert c.get("/v1/events?since=yesterday").status_code == 422
+        assert c.get("/v1/events?limit=0").status_code == 422
+        state = c.app.state.maskwatch
+        state.settings.snapshot_retention_hours = 0.001  # 3.6 s: every stored snapshot is older
+        assert state.prune() == 1 and c.get(snap).status_code == 404
