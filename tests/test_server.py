@@ -288,3 +288,139 @@ def test_events_paged_and_filtered(tmp_path: Path) -> None:
         state = c.app.state.maskwatch
         state.settings.snapshot_retention_hours = 0.001  # 3.6 s: every stored snapshot is older
         assert state.prune() == 1 and c.get(snap).status_code == 404
+
+
+# -- malformed input: never a 500 ------------------------------------------------
+
+MALFORMED = [
+    ("post", "/v1/detect", {"Content-Type": "multipart/form-data"}, b"--x\r\nnonsense"),
+    ("post", "/v1/detect", {"Content-Type": "multipart/form-data; boundary=x"}, b"--x\r\nContent-Disposition: form"),
+    ("post", "/v1/detect", {"Content-Type": "multipart/form-data; boundary=x"},
+     b'--x\r\nContent-Disposition: form-data; name="file"\r\n\r\nplain text field\r\n--x--\r\n'),
+    ("post", "/v1/detect", {"Content-Type": "multipart/form-data; boundary=x"}, b"--x--\r\n"),
+    ("post", "/v1/detect", {"Content-Type": "application/json"}, b'{"image": "/etc/passwd"}'),
+    ("post", "/v1/detect", {"Content-Type": "image/png"}, b"\x89PNG\r\n\x1a\n" + b"\0" * 64),
+    ("post", "/v1/detect", {"Content-Type": "image/jpeg"}, b"\xff\xd8\xff\xe0" + b"\xff" * 300),
+    ("post", "/v1/detect?annotated=maybe", {}, b"x"),
+    ("post", "/v1/detect/batch", {"Content-Type": "multipart/form-data; boundary=y"}, b"\0\1\2garbage"),
+    ("post", "/v1/detect/batch", {"Content-Type": "multipart/form-data; boundary=y"},
+     b'--y\r\nContent-Disposition: form-data; name="other"\r\n\r\ntext\r\n--y--\r\n'),
+    ("post", "/v1/cameras", {"Content-Type": "application/json"}, b"{not json"),
+    ("post", "/v1/cameras", {"Content-Type": "application/json"}, b"\xff\xfe\xfa"),
+    ("post", "/v1/cameras", {"Content-Type": "application/json"}, b"[" * 5000 + b"]" * 5000),
+    ("post", "/v1/cameras", {"Content-Type": "application/json"}, b'{"name": "x", "url": 12}'),
+    ("post", "/v1/cameras", {"Content-Type": "application/json"}, b'{"name": "x", "url": "http://[::1"}'),
+    ("post", "/v1/cameras", {"Content-Type": "application/json"}, b'{"name": "x", "url": "rtsp://h\\u0000/"}'),
+    ("post", "/v1/cameras", {"Content-Type": "text/plain"}, b"name=x"),
+    ("get", "/v1/events?since=9999999999999999999", {}, b""),
+    ("get", "/v1/events?since=-99999-01-01", {}, b""),
+    ("get", "/v1/events?until=1e308", {}, b""),
+    ("get", "/v1/events?offset=-1", {}, b""),
+    ("get", "/v1/events/%00%ff/snapshot", {}, b""),
+    ("delete", "/v1/cameras/..%2F..%2Fetc", {}, b""),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "body"), MALFORMED, ids=range(len(MALFORMED)))
+def test_malformed_requests_get_a_4xx(client: TestClient, method: str, path: str, headers: dict,
+                                      body: bytes) -> None:
+    r = client.request(method.upper(), path, headers=headers, content=body or None)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    assert "detail" in r.json()
+
+
+def test_broken_http_does_not_kill_the_server(tmp_path: Path) -> None:
+    """Protocol-level garbage on a real socket: a lying Content-Length, a cut-off body, bytes that are not HTTP."""
+    import socket
+
+    with LiveServer(Settings(data_dir=tmp_path, workers=1)) as live:
+        raw = [b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nshort",
+               b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+               b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+               b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 TLS hello on a plain port",
+               b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"]
+        for data in raw:
+            with socket.create_connection(("127.0.0.1", live.port), timeout=5) as s:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+                try:
+                    reply = s.recv(200)
+                except (TimeoutError, ConnectionResetError):
+                    reply = b""
+                assert not reply.startswith(b"HTTP/1.1 5"), (data[:40], reply)
+        r = httpx.post(live.url + "/v1/detect", content=PHOTO.read_bytes(), timeout=60)
+        assert r.status_code == 200 and r.json()["faces"]
+
+
+# -- live camera on a real server --------------------------------------------------
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def first_mjpeg_frame(url: str) -> np.ndarray:
+    """Read the stream until one whole JPEG part has arrived and decode it."""
+    with httpx.stream("GET", url, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("multipart/x-mixed-replace")
+        buf = b""
+        for chunk in r.iter_bytes():
+            buf += chunk
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if not sep:
+                continue
+            length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0].split(b":")[1])
+            if len(rest) >= length:
+                return cv2.imdecode(np.frombuffer(rest[:length], np.uint8), cv2.IMREAD_COLOR)
+    raise AssertionError("stream ended before a frame")
+
+
+def test_live_camera_stream_alert_and_restart(tmp_path: Path) -> None:
+    clip = pan("maksssksksss787.png", n=20)  # 6 masked people, 2 unmasked, moving slowly
+    camera_feed = MjpegServer([jpeg(f) for f in clip.frames], fps=8).start()
+    settings = Settings(data_dir=tmp_path, workers=1, snapshots=True, bucket_seconds=5)
+    try:
+        with LiveServer(settings) as live:
+            body = {"name": "door", "url": camera_feed.url, "detect_every": 1, "alert_after": 0.5,
+                    "alert_confidence": 0.6}
+            r = httpx.post(live.url + "/v1/cameras", json=body)
+            assert r.status_code == 201, r.text
+            cam = r.json()
+            assert cam["name"] == "door" and cam["url"] == camera_feed.url
+            assert httpx.post(live.url + "/v1/cameras", json=body).status_code == 409  # same source twice
+
+            view = wait_for(lambda: (v := httpx.get(f"{live.url}/v1/cameras/{cam['id']}").json())["frames"] >= 3
+                            and v, 60, "the camera's first frames")
+            assert view["status"] == "live" and view["history"]
+            frame = first_mjpeg_frame(f"{live.url}/v1/cameras/{cam['id']}/stream")
+            assert frame is not None and frame.shape == (480, 640, 3)
+
+            page = wait_for(lambda: (p := httpx.get(f"{live.url}/v1/events", params={"camera": cam["id"]}).json())
+                            ["total"] and p, 60, "an alert")
+            event = page["events"][0]
+            assert event["camera"] == cam["id"] and event["label"] in ("no_mask", "incorrect")
+            snap = httpx.get(live.url + event["snapshot_url"])
+            assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
+            view = httpx.get(f"{live.url}/v1/cameras/{cam['id']}").json()
+            assert view["compliance"] is not None and 0 < view["compliance"] < 1  # masked and unmasked seen
+            assert sum(view["in_view"].values()) >= 6
+            metrics = httpx.get(live.url + "/metrics").text
+            assert f'maskwatch_camera_up{{camera="{cam["id"]}"}} 1.0' in metrics
+
+        saved = json.loads((tmp_path / "cameras.json").read_text())
+        assert [c["id"] for c in saved] == [cam["id"]]
+        with LiveServer(settings) as again:  # the camera comes back after a restart, and runs
+            wait_for(lambda: httpx.get(f"{again.url}/v1/cameras/{cam['id']}").json()["frames"] >= 1, 60,
+                     "the restored camera's frames")
+            assert httpx.get(f"{again.url}/v1/events").json()["total"] >= 1  # events survive too
+            assert httpx.delete(f"{again.url}/v1/cameras/{cam['id']}").status_code == 204
+            assert httpx.get(f"{again.url}/v1/cameras").json() == {"cameras": []}
+        assert json.loads((tmp_path / "cameras.json").read_text()) == []
+    finally:
+        camera_feed.kill()

@@ -65,7 +65,10 @@ def check_source(url: str, allow_webcams: bool) -> str:
         return str(int(text))
     if any(ch.isspace() or not ch.isprintable() for ch in text):
         raise CameraError(422, "url: must not contain spaces or control characters")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise CameraError(422, f"url: not a valid URL ({exc})") from None
     if parts.scheme.lower() not in SCHEMES:
         raise CameraError(422, f"url: scheme {parts.scheme or '(none)'!r} not allowed: give an http, https, rtsp "
                                "or rtsps URL, or a webcam index; files and local paths are never accepted")
