@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/cameras", tags=["cameras"])
 BOUNDARY = "maskwatchframe"
 
 
-@router.post("", response_model=CameraOut, status_code=201, responses=problems(401, 409, 422))
+@router.post("", response_model=CameraOut, status_code=201, responses=problems(400, 401, 409, 413, 422))
 async def add_camera(body: CameraCreate, state: StateDep) -> Any:
     """Start a camera; it is saved and comes back when the server restarts."""
     options = body.model_dump(exclude={"name", "url"})

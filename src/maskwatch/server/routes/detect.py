@@ -112,8 +112,11 @@ async def detect_batch(request: Request, state: StateDep) -> Any:
         raise HTTPException(422, "no files: send one multipart `files` field per image")
     if len(files) > limit:
         raise HTTPException(413, f"{len(files)} files, at most {limit} per batch")
+    # A batch decodes its images one after the other on one worker: it holds len(files) slots, but never
+    # more than the whole pool, so a batch larger than the queue still runs once the pool is idle.
+    slots = min(len(files), state.pool.capacity)
     try:
-        results = await state.pool.run(batch_job(files, state.settings.max_pixels), slots=len(files))
+        results = await state.pool.run(batch_job(files, state.settings.max_pixels), slots=slots)
     except (PoolFull, PoolClosed) as exc:
         raise busy(state, exc) from None
     items = []
