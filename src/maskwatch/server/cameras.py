@@ -146,6 +146,7 @@ class Camera:
         self.jpeg_seq = 0
         self.new_frame = threading.Condition()
         self._last_encode = 0.0
+        self._interval: float | None = None
         self._state = threading.Lock()
         self._source = None
         self._thread: threading.Thread | None = None
@@ -209,9 +210,10 @@ class Camera:
 
     def _on_frame(self, rgb: np.ndarray, result: FrameResult) -> None:
         now = time.time()
-        if self.last_frame is not None:
-            dt = max(1e-3, now - self.last_frame)
-            self.fps = 1.0 / dt if self.fps == 0 else 0.9 * self.fps + 0.1 / dt
+        if self.last_frame is not None:  # a running mean of the frame interval (frames arrive in bursts)
+            dt = now - self.last_frame
+            self._interval = dt if self._interval is None else 0.9 * self._interval + 0.1 * dt
+            self.fps = 1.0 / max(1e-3, self._interval)
         self.last_frame = now
         self.frames += 1
         self.status, self.error = "live", None
