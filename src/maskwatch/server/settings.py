@@ -34,9 +34,9 @@ class Settings(BaseSettings):
                                             "Authorization: Bearer, or ?api_key= for <img> streams)")
     workers: int = Field(default_factory=default_workers, ge=1, le=64,
                          description="inference threads, each with its own detector and classifier")
-    queue_size: int = Field(16, ge=0, le=1024,
+    queue_size: int = Field(32, ge=0, le=1024,
                             description="images waiting for a worker; beyond it requests get 503 + Retry-After")
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest request body (413 beyond)")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body (413 beyond)")
     max_pixels: int = Field(40_000_000, ge=10_000, description="largest image, width x height (413 beyond)")
     max_batch: int = Field(16, ge=1, le=256, description="most images in one /v1/detect/batch request")
     cors_origins: list[str] = Field(default_factory=list,
