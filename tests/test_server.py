@@ -424,3 +424,40 @@ def test_live_camera_stream_alert_and_restart(tmp_path: Path) -> None:
         assert json.loads((tmp_path / "cameras.json").read_text()) == []
     finally:
         camera_feed.kill()
+
+
+def test_maskwatch_serve_command(tmp_path: Path) -> None:
+    """`maskwatch serve` as a user starts it: settings from the environment, SIGTERM stops it cleanly."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MASKWATCH_API_KEY": "from-the-env", "MASKWATCH_WORKERS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "serve", "--port", str(port), "--data-dir",
+                             str(tmp_path / "data")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def healthy() -> bool:
+            try:
+                return httpx.get(url + "/v1/health", timeout=1).json()["workers"] == 1
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.communicate()
+                return False
+
+        wait_for(healthy, 60, "maskwatch serve to answer")
+        assert httpx.get(url + "/v1/stats").status_code == 401
+        assert httpx.get(url + "/v1/stats", headers={"X-API-Key": "from-the-env"}).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        # uvicorn shuts down gracefully (lifespan: cameras and workers stopped), then re-raises the signal.
+        assert proc.returncode in (0, -signal.SIGTERM) and b"Application shutdown complete" in err, err[-2000:]
+        assert (tmp_path / "data" / "events.sqlite").is_file()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
