@@ -138,6 +138,8 @@ def test_decompression_bomb_and_big_bodies_get_413(client: TestClient) -> None:
 
     r = client.post("/v1/detect", content=chunks())
     assert r.status_code == 413
+    r = client.post("/v1/detect", files={"file": ("big.png", b"\0" * 2_100_000)})  # multipart over the limit
+    assert r.status_code == 413
     assert client.get("/v1/health").status_code == 200  # and the server is fine
 
 
@@ -400,6 +402,17 @@ def test_live_camera_stream_alert_and_restart(tmp_path: Path) -> None:
             assert view["status"] == "live" and view["history"]
             frame = first_mjpeg_frame(f"{live.url}/v1/cameras/{cam['id']}/stream")
             assert frame is not None and frame.shape == (480, 640, 3)
+            # Viewers cost no thread: 12 open streams, and the API still answers at once.
+            streams = [httpx.stream("GET", f"{live.url}/v1/cameras/{cam['id']}/stream", timeout=30) for _ in range(12)]
+            opened = [s.__enter__() for s in streams]
+            try:
+                assert all(r.status_code == 200 for r in opened)
+                t0 = time.monotonic()
+                assert httpx.get(f"{live.url}/v1/stats", timeout=5).status_code == 200
+                assert time.monotonic() - t0 < 2
+            finally:
+                for s in streams:
+                    s.__exit__(None, None, None)
 
             page = wait_for(lambda: (p := httpx.get(f"{live.url}/v1/events", params={"camera": cam["id"]}).json())
                             ["total"] and p, 60, "an alert")

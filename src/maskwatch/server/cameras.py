@@ -144,7 +144,6 @@ class Camera:
         self.history: deque[Bucket] = deque(maxlen=history)
         self.jpeg: bytes | None = None
         self.jpeg_seq = 0
-        self.new_frame = threading.Condition()
         self._last_encode = 0.0
         self._interval: float | None = None
         self._state = threading.Lock()
@@ -164,8 +163,6 @@ class Camera:
         source = self._source
         if source is not None:
             source.request_stop()
-        with self.new_frame:
-            self.new_frame.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -234,17 +231,8 @@ class Camera:
         if now - self._last_encode >= self.stream_interval:
             self._last_encode = now
             jpeg = encode_jpeg(annotate_frame(rgb, result), quality=80)
-            with self.new_frame:
-                self.jpeg = jpeg
-                self.jpeg_seq += 1
-                self.new_frame.notify_all()
-
-    def wait_frame(self, after: int, timeout: float) -> tuple[int, bytes | None]:
-        """(sequence, JPEG) of the first annotated frame newer than `after`, waiting up to `timeout` s."""
-        with self.new_frame:
-            if self.jpeg_seq <= after and not self.stop.is_set():
-                self.new_frame.wait(timeout)
-            return self.jpeg_seq, self.jpeg
+            self.jpeg = jpeg  # the frame first, then its number: a reader that sees the number has the frame
+            self.jpeg_seq += 1
 
     # -- views ---------------------------------------------------------------
 

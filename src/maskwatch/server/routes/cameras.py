@@ -48,17 +48,22 @@ async def delete_camera(camera_id: str, state: StateDep) -> Response:
     return Response(status_code=204)
 
 
-async def mjpeg(camera: Camera, request: Request) -> AsyncIterator[bytes]:
+async def mjpeg(camera: Camera, request: Request, poll: float = 0.04) -> AsyncIterator[bytes]:
     """Each new annotated frame as one part of multipart/x-mixed-replace, until the client goes
-    or the camera is deleted."""
-    seq = 0
+    or the camera is deleted. It polls the camera's frame counter on the event loop: a viewer
+    costs no thread, however many watch."""
+    seq, idle = 0, 0.0
     while not camera.stop.is_set():
-        new, jpeg = await asyncio.to_thread(camera.wait_frame, seq, 1.0)
-        if await request.is_disconnected():
-            return
-        if new == seq or jpeg is None:
+        if camera.jpeg_seq == seq or camera.jpeg is None:
+            await asyncio.sleep(poll)
+            idle += poll
+            if idle >= 1.0:  # no new frame for a second: is anyone still watching?
+                idle = 0.0
+                if await request.is_disconnected():
+                    return
             continue
-        seq = new
+        idle = 0.0
+        seq, jpeg = camera.jpeg_seq, camera.jpeg
         yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
                + jpeg + b"\r\n")
 
