@@ -211,6 +211,9 @@ def test_api_key(tmp_path: Path) -> None:
         assert c.get("/v1/stats", headers={"X-API-Key": "s3cret-key"}).status_code == 200
         assert c.get("/metrics", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
         assert c.get("/v1/cameras?api_key=s3cret-key").status_code == 200
+        assert c.get("/openapi.json").status_code == 401
+        assert "/v1/detect" in c.get("/openapi.json", headers={"X-API-Key": "s3cret-key"}).json()["paths"]
+        assert c.get("/").status_code == 200  # the dashboard's pages are code only: the key is asked for there
         r = c.post("/v1/detect", content=PHOTO.read_bytes(), headers={"X-API-Key": "s3cret-key"})
         assert r.status_code == 200
 

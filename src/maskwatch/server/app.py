@@ -116,7 +116,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.stop()
 
     # docs_url/redoc_url off: their pages load Swagger UI from a CDN; /openapi.json is the document.
+    # With a key the OpenAPI document is served by a keyed route below instead of FastAPI's open one.
     app = FastAPI(title="maskwatch", version=maskwatch.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None if settings.api_key else "/openapi.json",
                   description="Finds faces in photos and live cameras and labels each `mask`, `no_mask` or "
                               "`incorrect`. With MASKWATCH_API_KEY set every route but /v1/health needs the key.")
     app.state.maskwatch = state
@@ -126,6 +128,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=keyed)
     app.include_router(stats.router, dependencies=keyed)
     app.include_router(dashboard.router)
+    if settings.api_key:
+        @app.get("/openapi.json", include_in_schema=False, dependencies=keyed)
+        async def openapi_document() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
 
     @app.exception_handler(StarletteHTTPException)
