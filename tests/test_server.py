@@ -435,7 +435,11 @@ def test_live_camera_stream_alert_and_restart(tmp_path: Path) -> None:
             wait_for(lambda: httpx.get(f"{again.url}/v1/cameras/{cam['id']}").json()["frames"] >= 1, 60,
                      "the restored camera's frames")
             assert httpx.get(f"{again.url}/v1/events").json()["total"] >= 1  # events survive too
+            restored = httpx.get(f"{again.url}/v1/cameras/{cam['id']}").json()
+            assert (restored["name"], restored["detect_every"], restored["alert_after"]) == ("door", 1, 0.5)
+            running = again.state.cameras.get(cam["id"])
             assert httpx.delete(f"{again.url}/v1/cameras/{cam['id']}").status_code == 204
+            wait_for(lambda: not running.running, 30, "the deleted camera's thread to end")
             assert httpx.get(f"{again.url}/v1/cameras").json() == {"cameras": []}
         assert json.loads((tmp_path / "cameras.json").read_text()) == []
     finally:
