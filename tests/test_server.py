@@ -429,6 +429,7 @@ def test_live_camera_stream_alert_and_restart(tmp_path: Path) -> None:
             metrics = httpx.get(live.url + "/metrics").text
             assert f'maskwatch_camera_up{{camera="{cam["id"]}"}} 1.0' in metrics
 
+        assert (tmp_path / "cameras.json").stat().st_mode & 0o777 == 0o600  # URLs may carry passwords
         saved = json.loads((tmp_path / "cameras.json").read_text())
         assert [c["id"] for c in saved] == [cam["id"]]
         with LiveServer(settings) as again:  # the camera comes back after a restart, and runs

@@ -299,6 +299,7 @@ class CameraManager:
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps([asdict(c.spec) for c in self.cameras.values()], indent=2) + "\n",
                        encoding="utf-8")
+        tmp.chmod(0o600)  # camera URLs may carry passwords
         os.replace(tmp, self.path)
 
     def add(self, name: str, url: str, **options: Any) -> Camera:
