@@ -81,7 +81,8 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
-def run(url: str, key: str | None, clients: int, seconds: float, body: bytes, pid: int | None) -> dict:
+def run(url: str, key: str | None, clients: int, seconds: float, body: bytes, pid: int | None,
+        obey_retry_after: bool = False) -> dict:
     statuses: Counter[int] = Counter()
     failures: Counter[str] = Counter()
     latencies: list[float] = []
@@ -106,6 +107,8 @@ def run(url: str, key: str | None, clients: int, seconds: float, body: bytes, pi
                     statuses[r.status_code] += 1
                     if r.status_code == 200:
                         latencies.append(dt)
+                if r.status_code == 503 and obey_retry_after:
+                    time.sleep(float(r.headers.get("retry-after", "1")))
 
     def watch_memory() -> None:
         while pid and time.monotonic() < stop_at:
@@ -139,6 +142,9 @@ def main() -> int:
     p.add_argument("--key", default=os.environ.get("MASKWATCH_API_KEY"), help="API key, if the server has one")
     p.add_argument("--clients", type=int, default=20, help="concurrent clients. Default: 20")
     p.add_argument("--seconds", type=float, default=60.0, help="Default: 60")
+    p.add_argument("--obey-retry-after", action="store_true",
+                   help="a client that gets 503 waits the Retry-After seconds before its next post (by default "
+                        "it posts again at once: the worst case)")
     p.add_argument("--workers", type=int, default=None, help="inference workers of the started server. "
                                                               "Default: one per core")
     args = p.parse_args()
@@ -153,7 +159,8 @@ def main() -> int:
         try:
             faces = len(httpx.post(url + "/v1/detect", content=body, timeout=60,
                                    headers={"X-API-Key": args.key} if args.key else {}).json().get("faces", []))
-            report = run(url, args.key, args.clients, args.seconds, body, proc.pid if proc else None)
+            report = run(url, args.key, args.clients, args.seconds, body, proc.pid if proc else None,
+                         args.obey_retry_after)
         finally:
             if proc is not None:
                 proc.terminate()
