@@ -18,7 +18,15 @@ function chart(svg, history) {
   };
   add("line", { x1: 0, x2: w, y1: pad, y2: pad, stroke: "#ddd" });
   add("line", { x1: 0, x2: w, y1: h - pad, y2: h - pad, stroke: "#ddd" });
+  const label = (x, y, text) => {
+    const t = add("text", { x, y, "font-size": 9, fill: "#888" });
+    t.textContent = text;
+  };
+  label(2, pad + 9, "100%");
+  label(2, h - pad - 2, "0%");
   if (!history.length) return;
+  const minutes = Math.round((history[history.length - 1].start - history[0].start) / 60);
+  label(w - 90, pad + 9, minutes >= 1 ? `last ${minutes + 1} min` : "this minute");
   const n = Math.max(history.length, 10), step = w / n;
   const most = Math.max(1, ...history.map((b) => b.people));
   const points = [];
