@@ -34,6 +34,7 @@ from maskwatch.server.settings import Settings  # noqa: E402
 from maskwatch.store import Store  # noqa: E402
 from server_helpers import LiveServer  # noqa: E402
 from video_helpers import EXAMPLES, MjpegServer, jpeg, pan  # noqa: E402
+from webhook_helpers import Receiver  # noqa: E402
 
 PHOTO = EXAMPLES / "maksssksksss787.png"
 
@@ -242,6 +243,17 @@ def test_camera_urls_are_checked(url: str, reason: str) -> None:
         check_source(url, allow_webcams=True)
 
 
+def test_settings_refuse_bad_values(tmp_path: Path, monkeypatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("MASKWATCH_QUEUE_SIZE", "7")
+    assert Settings(data_dir=tmp_path).queue_size == 7  # read from the environment
+    for bad in ({"alert_webhooks": ["file:///tmp/x"]}, {"api_key": "short"}, {"workers": 0},
+                {"max_pixels": 10}, {"unknown_option": 1}):
+        with pytest.raises(ValidationError):
+            Settings(data_dir=tmp_path, **bad)
+
+
 def test_camera_url_accepted_and_redacted() -> None:
     assert check_source(" rtsp://user:pw@cam.local:554/live ", allow_webcams=True) == "rtsp://user:pw@cam.local:554/live"
     assert check_source("0", allow_webcams=True) == "0"
@@ -389,7 +401,8 @@ def first_mjpeg_frame(url: str) -> np.ndarray:
 def test_live_camera_stream_alert_and_restart(tmp_path: Path) -> None:
     clip = pan("maksssksksss787.png", n=20)  # 6 masked people, 2 unmasked, moving slowly
     camera_feed = MjpegServer([jpeg(f) for f in clip.frames], fps=8).start()
-    settings = Settings(data_dir=tmp_path, workers=1, snapshots=True, bucket_seconds=5)
+    hook = Receiver().start()
+    settings = Settings(data_dir=tmp_path, workers=1, snapshots=True, bucket_seconds=5, alert_webhooks=[hook.url])
     try:
         with LiveServer(settings) as live:
             body = {"name": "door", "url": camera_feed.url, "detect_every": 1, "alert_after": 0.5,
@@ -423,6 +436,9 @@ def test_live_camera_stream_alert_and_restart(tmp_path: Path) -> None:
             assert event["camera"] == cam["id"] and event["label"] in ("no_mask", "incorrect")
             snap = httpx.get(live.url + event["snapshot_url"])
             assert snap.status_code == 200 and snap.content[:2] == b"\xff\xd8"
+            wait_for(lambda: event["id"] in hook.keys, 30, "the alert at the webhook")  # pushed, keyed by its id
+            pushed = [a for a in hook.accepted if a["id"] == event["id"]][0]
+            assert pushed["source"] == cam["id"] and pushed["label"] == event["label"]
             view = httpx.get(f"{live.url}/v1/cameras/{cam['id']}").json()
             assert view["compliance"] is not None and 0 < view["compliance"] < 1  # masked and unmasked seen
             assert sum(view["in_view"].values()) >= 6
@@ -445,6 +461,7 @@ def test_live_camera_stream_alert_and_restart(tmp_path: Path) -> None:
         assert json.loads((tmp_path / "cameras.json").read_text()) == []
     finally:
         camera_feed.kill()
+        hook.stop()
 
 
 def test_maskwatch_serve_command(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 from maskwatch.alerts import AlertConfig
 from maskwatch.pipeline import Pipeline, PipelineConfig
 from maskwatch.server.imaging import encode_jpeg
-from maskwatch.sinks import LogSink
+from maskwatch.sinks import make_sinks
 from maskwatch.track import UNKNOWN
 from maskwatch.types import LABELS, FrameResult
 from maskwatch.video import SourceConfig, open_source
@@ -127,8 +127,9 @@ class Camera:
     """One camera's thread and live state (read by the API from other threads)."""
 
     def __init__(self, spec: CameraSpec, pipeline_config: PipelineConfig, store: Path, snapshots: bool,
-                 stream_fps: float, bucket_seconds: float, history: int) -> None:
+                 stream_fps: float, bucket_seconds: float, history: int, webhooks: tuple[str, ...] = ()) -> None:
         self.spec = spec
+        self.webhooks = webhooks
         self.pipeline_config = pipeline_config
         self.store = store
         self.snapshots = snapshots
@@ -180,7 +181,8 @@ class Camera:
             return
         rules = AlertConfig(after_seconds=spec.alert_after, min_confidence=spec.alert_confidence,
                             cooldown_seconds=spec.alert_cooldown)
-        alerting = Alerting(store=self.store, rules=rules, sinks=(LogSink(),), snapshots=self.snapshots)
+        sinks = tuple(make_sinks(webhooks=self.webhooks))  # the log, and each webhook, fed from the store's outbox
+        alerting = Alerting(store=self.store, rules=rules, sinks=sinks, snapshots=self.snapshots)
         config = VideoConfig(detect_every=spec.detect_every,
                              source=SourceConfig(reconnect_attempts=None, reconnect_max_delay=10.0, timeout=5.0))
         failures = 0
@@ -264,13 +266,13 @@ class CameraManager:
 
     def __init__(self, data_dir: Path, store: Path, pipeline_config: PipelineConfig, *, snapshots: bool = False,
                  stream_fps: float = 10.0, bucket_seconds: float = 60.0, history: int = 60,
-                 max_cameras: int = 16, allow_webcams: bool = True) -> None:
+                 max_cameras: int = 16, allow_webcams: bool = True, webhooks: tuple[str, ...] = ()) -> None:
         self.path = data_dir / "cameras.json"
         self.store = store
         self.pipeline_config = replace(pipeline_config, threads=1,
                                        detector=replace(pipeline_config.detector, thorough=False))
         self.options = {"snapshots": snapshots, "stream_fps": stream_fps, "bucket_seconds": bucket_seconds,
-                        "history": history}
+                        "history": history, "webhooks": webhooks}
         self.max_cameras = max_cameras
         self.allow_webcams = allow_webcams
         self.cameras: dict[str, Camera] = {}

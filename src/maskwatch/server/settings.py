@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +43,9 @@ class Settings(BaseSettings):
                                     description="origins allowed to call the API from a browser (none: CORS off)")
     snapshots: bool = Field(False, description="store a JPEG of the face with each camera alert (a picture of a "
                                                "person: off by default)")
+    alert_webhooks: list[str] = Field(default_factory=list,
+                                      description="http(s) URLs every camera alert is POSTed to as JSON, with "
+                                                  "retries from the event store's outbox (part 3's webhook sink)")
     snapshot_retention_hours: float = Field(24.0, gt=0, description="snapshots older than this are deleted")
     max_cameras: int = Field(16, ge=0, le=256, description="cameras the server runs at most")
     allow_webcams: bool = Field(True, description="accept a local webcam index (0, 1, ...) as a camera source")
@@ -51,3 +54,11 @@ class Settings(BaseSettings):
     history_buckets: int = Field(60, ge=1, le=10_000, description="compliance buckets kept per camera")
     threshold: float = Field(0.7, ge=0, le=1, description="p(mask) a face needs to count as properly masked")
     retry_after: int = Field(1, ge=1, description="seconds a client is told to wait when the queue is full")
+
+    @field_validator("alert_webhooks")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.lower().startswith(("http://", "https://")):
+                raise ValueError(f"alert webhook {url!r} is not an http(s) URL")
+        return urls

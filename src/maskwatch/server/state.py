@@ -35,7 +35,8 @@ class AppState:
         self.cameras = CameraManager(settings.data_dir, self.store_path, self.pipeline_config,
                                      snapshots=settings.snapshots, stream_fps=settings.stream_fps,
                                      bucket_seconds=settings.bucket_seconds, history=settings.history_buckets,
-                                     max_cameras=settings.max_cameras, allow_webcams=settings.allow_webcams)
+                                     max_cameras=settings.max_cameras, allow_webcams=settings.allow_webcams,
+                                     webhooks=tuple(settings.alert_webhooks))
         self.metrics.registry.register(CameraCollector(lambda: list(self.cameras.cameras.values())))
         self.images: Counter[str] = Counter()
         self.faces: Counter[str] = Counter()
