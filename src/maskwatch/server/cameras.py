@@ -73,12 +73,11 @@ def check_source(url: str, allow_webcams: bool) -> str:
         raise CameraError(422, f"url: scheme {parts.scheme or '(none)'!r} not allowed: give an http, https, rtsp "
                                "or rtsps URL, or a webcam index; files and local paths are never accepted")
     try:
-        host, port = parts.hostname, parts.port
+        parts.port  # noqa: B018 (reading it validates it: a port out of range raises)
     except ValueError as exc:
         raise CameraError(422, f"url: {exc}") from None
-    if not host:
+    if not parts.hostname:
         raise CameraError(422, "url: has no host")
-    del port
     return text
 
 
