@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_gate_parser(sub)
     add_events_parser(sub)
     add_deliver_parser(sub)
+    from maskwatch.server import add_serve_parser
+
+    add_serve_parser(sub)
     return p
 
 
@@ -760,6 +763,12 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if left else EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from maskwatch.server import cmd_serve as serve
+
+    return serve(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:  # OpenCV's own warnings (a camera it cannot open) repeat what maskwatch says
@@ -770,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth,
                 "video": cmd_video, "watch": cmd_watch, "gate": cmd_gate, "events": cmd_events,
-                "deliver": cmd_deliver}
+                "deliver": cmd_deliver, "serve": cmd_serve}
     try:
         return commands[args.command](args)
     except FileNotFoundError as exc:
