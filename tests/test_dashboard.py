@@ -5,33 +5,19 @@ watch its live view and compliance, and see an alert with the face snapshot appe
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi", reason="the server extra is not installed: pip install '.[server]'")
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install '.[dev]'")
 
 from maskwatch.server.settings import Settings  # noqa: E402
 from server_helpers import LiveServer  # noqa: E402
 from video_helpers import EXAMPLES, MjpegServer, jpeg, pan  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium; "
-                                                          ".ci/run does it)")
 KEY = "dashboard-test-key"
-
-
-@pytest.fixture
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_dashboard_end_to_end(browser, tmp_path: Path) -> None:
