@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from maskwatch.server.imaging import encode_jpeg
 from maskwatch.sinks import make_sinks
 from maskwatch.track import UNKNOWN
 from maskwatch.types import LABELS, FrameResult
-from maskwatch.video import SourceConfig, open_source
+from maskwatch.video import SourceConfig, open_source, public_name
 from maskwatch.videorun import Alerting, VideoConfig, annotate_frame, run_video
 
 log = logging.getLogger(__name__)
@@ -79,15 +79,6 @@ def check_source(url: str, allow_webcams: bool) -> str:
     if not parts.hostname:
         raise CameraError(422, "url: has no host")
     return text
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for showing and logging."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)
@@ -200,7 +191,7 @@ class Camera:
             except Exception as exc:  # the stream, not the server: retry later
                 failures += 1
                 self.status, self.error = "error", str(exc) or type(exc).__name__
-                log.warning("camera %s (%s): %s", spec.id, redact(spec.url), self.error)
+                log.warning("camera %s (%s): %s", spec.id, public_name(spec.url), self.error)
             finally:
                 self._source = None
             self.stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
@@ -254,7 +245,7 @@ class Camera:
         history = self.compliance_history()
         current = history[-1]["compliance"] if history else None
         d = asdict(self.spec)
-        d["url"] = redact(self.spec.url)
+        d["url"] = public_name(self.spec.url)
         d.update(status=status, error=self.error, frames=self.frames, fps=round(self.fps, 2),
                  last_frame=self.last_frame, in_view=dict(self.in_view), compliance=current, history=history)
         return d
@@ -315,7 +306,7 @@ class CameraManager:
             camera = self._camera(spec)
             self.cameras[spec.id] = camera
             self._save()
-        log.info("camera %s added: %s (%s)", spec.id, name, redact(source))
+        log.info("camera %s added: %s (%s)", spec.id, name, public_name(source))
         return camera.start()
 
     def get(self, camera_id: str) -> Camera | None:
