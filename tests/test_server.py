@@ -273,6 +273,14 @@ def test_camera_requests_are_validated(client: TestClient) -> None:
     assert client.get("/v1/cameras/nope/stream").status_code == 404
 
 
+def test_a_camera_password_is_never_shown(client: TestClient) -> None:
+    r = client.post("/v1/cameras", json={"name": "door", "url": "rtsp://admin:s3cret@127.0.0.1:9/live"})
+    assert r.status_code == 201, r.text
+    listed = client.get("/v1/cameras").text
+    assert "s3cret" not in r.text + listed and "rtsp://admin:***@127.0.0.1:9/live" in listed
+    assert client.delete(f"/v1/cameras/{r.json()['id']}").status_code in (200, 204)
+
+
 # -- events --------------------------------------------------------------------
 
 
