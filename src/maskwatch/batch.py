@@ -418,15 +418,15 @@ def replace_threads(config: PipelineConfig, cpus: float) -> PipelineConfig:
     return replace(config, threads=max(1, int(cpus)))
 
 
-def read_results(out: Path):
-    """All rows of the parts in `out` as one Arrow table."""
+def read_results(out: Path, columns: list[str] | None = None):
+    """All rows of the parts in `out` (or the `columns` named) as one Arrow table."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     parts = sorted((out / FACES_DIR).glob("part-*.parquet"))
-    if not parts:
-        return schema().empty_table()
-    return pa.concat_tables(pq.read_table(p, schema=schema()) for p in parts)
+    tables = [pq.read_table(p, columns=columns, schema=schema()) for p in parts]
+    empty = schema().empty_table()
+    return pa.concat_tables(tables) if tables else (empty.select(columns) if columns else empty)
 
 
 # --- command line ---------------------------------------------------------------------------------------------------
@@ -464,9 +464,10 @@ def connect(address: str, num_cpus: int | None) -> None:
     (an editable checkout included); on a cluster, maskwatch must be installed
     on every node."""
     import ray
+    import ray.data  # noqa: F401 - configures its logging on import; quieted below unless -v
 
     if not logging.getLogger("maskwatch").isEnabledFor(logging.INFO):
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
     quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
     if address == "local":
         source_root = str(Path(__file__).resolve().parents[1])
@@ -523,6 +524,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(f"run: {run.analysed} images analysed ({run.failed} failed), {run.skipped} already done; "
           f"{faces} faces: " + ", ".join(f"{run.labels[k]} {k}" for k in LABELS)
           + f" [{run.seconds:.1f} s{rate}]")
+    if run.failed:
+        import pyarrow.compute as pc
+
+        errors = read_results(args.out, ["image", "error"]).filter(pc.invert(pc.is_null(pc.field("error"))))
+        for row in errors.slice(0, 5).to_pylist():
+            print(f"{row['image']}: skipped: {row['error']}", file=sys.stderr)
+        more = f" ({errors.num_rows - 5} more in the Parquet's error column)" if errors.num_rows > 5 else ""
+        print(f"{errors.num_rows} images could not be read{more}", file=sys.stderr)
     print(f"Parquet: {args.out / FACES_DIR} (pandas.read_parquet('{args.out / FACES_DIR}'))")
     if args.annotated:
         print(f"annotated images: {args.out / ANNOTATED_DIR}")
