@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml
 
 # The tests cover training too: torch==2.13.0 is the local CPU wheel.
 # mqtt: the MQTT alert sink's tests (they also need mosquitto, else they skip and say so).
+# ray: `maskwatch batch`'s tests start a local Ray instance.
 $(VENV)/.train: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[dev,train,mqtt]'
+	$(BIN)/pip install -q -e '.[dev,train,mqtt,ray]'
 	touch $@
 
 demo: setup
