@@ -289,6 +289,10 @@ class Analyzer:
             result = self.pipeline.analyze_decoded(decoded, item.image)
         except (DecodeError, OSError) as exc:
             return result_rows(FrameResult.failed(item.image, _reason(exc, item)).to_dict(), item.path, size)
+        except Exception as exc:  # noqa: BLE001 - one odd photo must not stop a run over millions
+            log.exception("%s: analysis failed", item.image)
+            reason = f"analysis failed: {type(exc).__name__}: {exc}"
+            return result_rows(FrameResult.failed(item.image, reason).to_dict(), item.path, size)
         if self.annotated is not None:
             from maskwatch.cli import annotated_name, save_image
 
@@ -483,6 +487,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     try:
         import ray
+        from ray.data.exceptions import SystemException
     except ImportError:
         print(RAY_HINT, file=sys.stderr)
         return EXIT_USAGE
@@ -512,7 +517,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print(f"Ray ({args.ray}): {cpus} CPUs, {args.cpus_per_actor:g} per actor", flush=True)
         with progress_bar(len(todo), "batch", sys.stderr.isatty()) as advance:
             run = run_batch(items, config, progress=lambda n: [advance() for _ in range(n)])
-    except ray.exceptions.RayError as exc:
+    except (ray.exceptions.RayError, SystemException) as exc:
         print(f"maskwatch batch: the run failed: {exc}\nfinished parts are kept in {args.out}: the same command "
               "goes on from there", file=sys.stderr)
         return EXIT_SOME_FAILED

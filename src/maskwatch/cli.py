@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from maskwatch.batch import add_batch_parser, cmd_batch
+from maskwatch.fleet import add_fleet_parser, cmd_fleet
 from maskwatch.types import DEFAULT_THRESHOLD, LABELS, FrameResult
 
 log = logging.getLogger("maskwatch")
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_events_parser(sub)
     add_deliver_parser(sub)
     add_batch_parser(sub)
+    add_fleet_parser(sub)
     return p
 
 
@@ -780,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth,
                 "video": cmd_video, "watch": cmd_watch, "gate": cmd_gate, "events": cmd_events,
-                "deliver": cmd_deliver, "batch": cmd_batch}
+                "deliver": cmd_deliver, "batch": cmd_batch, "fleet": cmd_fleet}
     try:
         return commands[args.command](args)
     except FileNotFoundError as exc:
