@@ -158,12 +158,13 @@ def list_inputs(inputs: Sequence[str]) -> tuple[list[Item], list[Path]]:
             if not files:
                 raise FileNotFoundError(f"{raw}: no image file matches this pattern")
             root = _glob_root(raw)
-            items += [_item(f, f.relative_to(root) if f.is_relative_to(root) else _rel(f)) for f in files]
+            items += [_item(f, f.relative_to(root)) for f in files]
         else:
             raise FileNotFoundError(f"{raw}: no such file, folder or pattern")
-    seen: set[str] = set()
-    unique = [i for i in items if not (i.path in seen or seen.add(i.path))]
-    return unique, ignored
+    first: dict[str, Item] = {}
+    for item in items:
+        first.setdefault(item.path, item)
+    return list(first.values()), ignored
 
 
 def _item(path: Path, rel: Path) -> Item:
@@ -176,9 +177,10 @@ def _rel(path: Path) -> Path:
 
 
 def _glob_root(pattern: str) -> Path:
+    """The folder a pattern starts from (`photos` of `photos/**/*.jpg`): annotated names are relative to it."""
     parts = Path(pattern).parts
-    fixed = [s for s in parts[: next((i for i, s in enumerate(parts) if glob.has_magic(s)), len(parts))]]
-    return Path(*fixed) if fixed else Path(".")
+    magic = next(i for i, s in enumerate(parts) if glob.has_magic(s))
+    return Path(*parts[:magic]) if magic else Path(".")
 
 
 def _is_text(path: Path) -> bool:
