@@ -82,6 +82,8 @@ def test_inputs_from_folders_globs_and_lists(tmp_path: Path, monkeypatch: pytest
 def test_missing_input_and_other_settings_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["batch", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
     assert "nope: no such file, folder or pattern" in capsys.readouterr().err
+    assert main(["batch", str(EXAMPLES), "--out", str(tmp_path / "out"), "--part-size", "0"]) == 2
+    assert "--part-size must be >= 1, got 0" in capsys.readouterr().err
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "batch.json").write_text(json.dumps({"threshold": 0.5}))
     assert main(["batch", str(EXAMPLES), "--out", str(tmp_path / "out")]) == 2

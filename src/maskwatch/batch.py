@@ -322,6 +322,14 @@ class BatchConfig:
     cpus_per_actor: float = 1.0
     actors: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.part_size < 1:
+            raise ValueError(f"--part-size must be >= 1, got {self.part_size}")
+        if self.cpus_per_actor <= 0:
+            raise ValueError(f"--cpus-per-actor must be > 0, got {self.cpus_per_actor}")
+        if self.actors is not None and self.actors < 1:
+            raise ValueError(f"--actors must be >= 1, got {self.actors}")
+
 
 def _pipeline_config() -> PipelineConfig:
     from maskwatch.pipeline import PipelineConfig
