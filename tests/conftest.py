@@ -95,3 +95,22 @@ def mp4(clip, tmp_path_factory) -> Path:
     from video_helpers import write_video
 
     return write_video(tmp_path_factory.mktemp("video") / "pan.mp4", clip.frames)
+
+
+@pytest.fixture
+def browser():
+    """Debian's headless Chromium driven by Playwright (never `playwright install`: nothing is downloaded);
+    the test skips, saying why, without them."""
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install '.[dev]'")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium; .ci/run does it)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            yield b
+        finally:
+            b.close()

@@ -238,6 +238,25 @@ def test_to_faces_clips_to_the_image_and_drops_boxes_outside() -> None:
     assert faces[0].landmarks == ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))  # x, y pairs in order
 
 
+def test_box_vote_averages_each_kept_box_with_the_boxes_it_suppressed() -> None:
+    boxes = np.array(
+        [
+            [10, 10, 30, 30, 0.9],  # kept
+            [12, 12, 32, 32, 0.3],  # IoU 0.68 with the first: suppressed, votes with weight 0.3
+            [50, 50, 60, 60, 0.8],  # kept, alone
+        ],
+        np.float32,
+    )
+    points = np.arange(30, dtype=np.float32).reshape(3, 10)
+    plain = to_faces(boxes, points, 100, 80, 0.3)
+    voted = to_faces(boxes, points, 100, 80, 0.3, box_vote=True)
+    assert [f.box for f in plain] == [(10.0, 10.0, 30.0, 30.0), (50.0, 50.0, 60.0, 60.0)]
+    assert voted[0].box == pytest.approx((10.5, 10.5, 30.5, 30.5))  # (0.9 * 10 + 0.3 * 12) / 1.2
+    assert voted[1].box == pytest.approx((50.0, 50.0, 60.0, 60.0))
+    assert [f.score for f in voted] == [f.score for f in plain]  # score and landmarks stay the top box's
+    assert [f.landmarks for f in voted] == [f.landmarks for f in plain]
+
+
 # --- the real detector ----------------------------------------------------------------------------------------
 
 

@@ -140,3 +140,33 @@ def test_banner_keeps_the_frame_and_adds_the_sign() -> None:
     assert out.shape == (600, 640, 3) and np.array_equal(out[:480], rgb)
     assert tuple(out[-3, 5]) == VERDICT_COLORS[DENY]
     assert cv2.imencode(".jpg", out)[0]
+
+
+@pytest.mark.slow
+def test_the_kiosk_page_in_a_browser(browser) -> None:
+    """What the kiosk screen shows: Chromium opens the gate's page, the live
+    frame (camera + verdict band) plays, the status line follows the verdict,
+    and a click makes it full screen."""
+    server = MjpegServer([jpeg(f) for f in kiosk_frames(24)], fps=12).start()
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "gate", server.url, "--show-port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[2]
+        page = browser.new_page()
+        page.goto(url)
+        status = page.locator("#status")
+        for verdict in ("allow: mask worn properly", "deny: no mask"):
+            page.wait_for_function("([el, text]) => el.textContent.startsWith(text)",
+                                   arg=[status.element_handle(), verdict], timeout=60_000)
+        size = page.evaluate("() => { const i = document.getElementById('view'); "
+                             "return [i.naturalWidth, i.naturalHeight]; }")
+        assert size == [640, 600]
+        page.click("#view")
+        page.wait_for_function("() => document.fullscreenElement !== null", timeout=10_000)
+        page.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+        server.kill()
+    assert proc.returncode == 128 + 15

@@ -346,3 +346,26 @@ def test_deliver_command_gives_up_for_now_when_the_sink_stays_down(tmp_path: Pat
     assert "still waiting 1" in capsys.readouterr().out
     with Store(path) as db:
         assert sum(db.pending().values()) == 1  # kept for the next try
+
+
+def test_deliver_follow_sends_what_another_process_stores(tmp_path: Path, receiver) -> None:
+    """`maskwatch deliver --follow` beside a camera process: an alert stored
+    later by someone else arrives within seconds; SIGTERM stops it cleanly."""
+    from video_helpers import sigterm_when
+
+    hook = receiver()
+    path = stored(tmp_path / "e.sqlite", [alert(1)], [WebhookSink(hook.url).name])
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch.cli", "deliver", "--store", str(path),
+                             "--alert-webhook", hook.url, "--follow"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not hook.keys and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stored(path, [alert(2)], [WebhookSink(hook.url).name])
+        out, err = sigterm_when(proc, lambda: len(hook.keys) >= 2, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert hook.keys == ["alert-1", "alert-2"], err
+    assert proc.returncode == 0 and "still waiting 0" in out

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_deliver_parser(sub)
     add_batch_parser(sub)
     add_fleet_parser(sub)
+    from maskwatch.server import add_serve_parser
+
+    add_serve_parser(sub)
     return p
 
 
@@ -544,9 +547,9 @@ def video_outputs(args: argparse.Namespace):
 
 
 @contextmanager
-def stop_on_signals(source) -> Iterator[tuple]:
-    """(stop event, signals received): Ctrl-C or SIGTERM sets `stop` so the run
-    finishes its outputs; a second one aborts."""
+def stop_on_signals(on_stop=None) -> Iterator[tuple]:
+    """(stop event, signals received): Ctrl-C or SIGTERM sets `stop` (and
+    calls `on_stop`) so the run finishes its outputs; a second one aborts."""
     import signal
     import threading
 
@@ -557,7 +560,8 @@ def stop_on_signals(source) -> Iterator[tuple]:
             raise KeyboardInterrupt
         received.append(signum)
         stop.set()
-        source.request_stop()
+        if on_stop is not None:
+            on_stop()
         print(f"\n{signal.Signals(signum).name}: finishing the outputs (again to abort)", file=sys.stderr)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -649,7 +653,7 @@ def run_tracked(args: argparse.Namespace, outputs, alerting, watching: bool) -> 
     total = source.stats.frame_count
     total = math.ceil(total / config.source.stride) if total and not source.spec.live and not watching else 0
     try:
-        with stop_on_signals(source) as (stop, received), \
+        with stop_on_signals(source.request_stop) as (stop, received), \
                 progress_bar(total, "video", total > 0 and sys.stderr.isatty()) as advance:
             stats, summary = run_video(source, pipeline, outputs, config, progress=advance, stop=stop,
                                        alerting=alerting, on_frame=on_frame)
@@ -723,7 +727,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
                          {"status": f"{verdict}: {message}", "verdict": None if shown is None else shown.to_dict()})
 
     try:
-        with stop_on_signals(source) as (stop, received):
+        with stop_on_signals(source.request_stop) as (stop, received):
             stats, summary = run_video(source, pipeline, config=VideoConfig(), stop=stop, on_frame=on_frame)
     finally:
         if view is not None:
@@ -737,7 +741,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    from maskwatch.sinks import Dispatcher, make_sinks
+    from maskwatch.sinks import DeliveryConfig, Dispatcher, make_sinks
     from maskwatch.store import Store
 
     if not args.store.is_file():
@@ -750,26 +754,23 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     print(f"{args.store}: {sum(waiting.values())} deliveries waiting"
           + "".join(f"; {n} for {sink}{'' if sink in named else ' (not named here: kept)'}"
                     for sink, n in sorted(waiting.items())))
-    dispatcher = Dispatcher(args.store, sinks)
+    dispatcher = Dispatcher(args.store, sinks, DeliveryConfig(idle_poll=1.0))
     if args.follow:
-        import threading
-
         dispatcher.start()
-        stop = threading.Event()
-
-        class _Source:
-            def request_stop(self) -> None:
-                stop.set()
-
-        with stop_on_signals(_Source()) as _:
+        with stop_on_signals() as (stop, _):
             print("delivering; Ctrl-C to stop", flush=True)
-            while not stop.wait(0.5):
-                pass
+            stop.wait()
         left = dispatcher.close(0)
     else:
         left = dispatcher.close(args.seconds)
     print(f"delivered {dispatcher.delivered}, failed tries {dispatcher.failures}, still waiting {left}")
     return EXIT_SOME_FAILED if left else EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from maskwatch.server import cmd_serve as serve
+
+    return serve(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -782,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth,
                 "video": cmd_video, "watch": cmd_watch, "gate": cmd_gate, "events": cmd_events,
-                "deliver": cmd_deliver, "batch": cmd_batch, "fleet": cmd_fleet}
+                "deliver": cmd_deliver, "serve": cmd_serve, "batch": cmd_batch, "fleet": cmd_fleet}
     try:
         return commands[args.command](args)
     except FileNotFoundError as exc:

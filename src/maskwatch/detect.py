@@ -90,6 +90,12 @@ class DetectorConfig:
     """CenterFace boxes include the forehead; annotated mask data sets box
     the face lower (eyes to chin). Median edge offsets, as fractions of box
     width/height, of matched boxes on the train split: see docs/model-card.md."""
+    box_vote: bool = True
+    """Each box kept by NMS becomes the score-weighted mean of itself and the
+    boxes it suppressed (box voting, as in the multi-scale tests of S3FD and
+    PyramidBox): the heatmap fires on several neighbouring cells and passes,
+    and the top one alone is often a pixel or two off on tiny faces. Score
+    and landmarks stay the top box's, so classifier crops do not change."""
 
 
 class CenterFace:
@@ -115,7 +121,8 @@ class CenterFace:
                 lm = lm[:, [2, 3, 0, 1, 4, 5, 8, 9, 6, 7]]  # the left eye / mouth corner was the right one
             boxes.append(b)
             lms.append(lm)
-        return to_faces(adjust_boxes(np.concatenate(boxes), cfg.box_adjust), np.concatenate(lms), w, h, cfg.nms_iou)
+        return to_faces(adjust_boxes(np.concatenate(boxes), cfg.box_adjust), np.concatenate(lms), w, h, cfg.nms_iou,
+                        cfg.box_vote)
 
     def run_at_scale(self, rgb: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
         """Raw detections (N x 5 boxes+score, N x 10 landmarks) in image pixels."""
@@ -207,11 +214,32 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return keep[np.argsort(-scores[keep], kind="stable")]
 
 
-def to_faces(boxes: np.ndarray, points: np.ndarray, width: int, height: int, nms_iou: float) -> list[Face]:
+def vote(boxes: np.ndarray, keep: np.ndarray, iou: float) -> np.ndarray:
+    """The kept boxes (K x 4), each the score-weighted mean of itself and the
+    boxes it suppressed: IoU above `iou` with it and with no better kept box."""
+    kept = boxes[keep, :4]
+    x1 = np.maximum(kept[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(kept[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(kept[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(kept[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    over = inter > iou * (area[keep, None] + area[None, :] - inter)
+    over[:, keep] = False
+    over[np.arange(len(keep)), keep] = True
+    owner = np.where(over.any(axis=0), over.argmax(axis=0), -1)  # the best kept box suppressing each
+    weights = np.where(owner[None, :] == np.arange(len(keep))[:, None], boxes[None, :, 4], 0.0)
+    return (weights @ boxes[:, :4]) / weights.sum(axis=1, keepdims=True)
+
+
+def to_faces(
+    boxes: np.ndarray, points: np.ndarray, width: int, height: int, nms_iou: float, box_vote: bool = False
+) -> list[Face]:
     keep = nms(boxes[:, :4], boxes[:, 4], nms_iou)
+    voted = vote(boxes, keep, nms_iou) if box_vote and len(keep) else boxes[keep, :4]
     faces = []
-    for i in keep:
-        x1, y1, x2, y2 = np.clip(boxes[i, :4], 0, [width, height, width, height])
+    for i, box in zip(keep, voted, strict=True):
+        x1, y1, x2, y2 = np.clip(box, 0, [width, height, width, height])
         if x2 - x1 < 1 or y2 - y1 < 1:
             continue
         lm = tuple((float(points[i, 2 * j]), float(points[i, 2 * j + 1])) for j in range(5))

@@ -270,14 +270,10 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             print(f"maskwatch fleet: cannot start or reach Ray at {args.ray!r}: {exc}", file=sys.stderr)
             return EXIT_USAGE
 
-    class _Stopper:
-        def request_stop(self) -> None:
-            pass
-
     try:
         print(f"{len(fleet.cameras)} cameras on Ray ({args.ray}); alerts stored in {fleet.store}; Ctrl-C to stop",
               flush=True)
-        with stop_on_signals(_Stopper()) as (stop, received):
+        with stop_on_signals() as (stop, received):
             results = run_fleet(fleet, stop, status_every=args.status_every,
                                 report=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True))
     finally:

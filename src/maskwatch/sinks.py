@@ -205,7 +205,8 @@ class DeliveryConfig:
     before a row whose process was killed mid-send is tried again.
     `flush_seconds`: at the end of a run (or Ctrl-C), how long to keep
     trying before leaving the rest to the next run. `batch`: rows claimed
-    per pass.
+    per pass. `idle_poll`: with nothing due, how often to look for rows
+    added by another process (this process's own alerts wake it at once).
     """
 
     backoff: float = 1.0
@@ -213,12 +214,13 @@ class DeliveryConfig:
     lease: float = 30.0
     flush_seconds: float = 5.0
     batch: int = 50
+    idle_poll: float = 60.0
 
     def __post_init__(self) -> None:
         if self.backoff <= 0 or self.max_backoff < self.backoff:
             raise ValueError(f"need 0 < backoff <= max_backoff, got {self.backoff}, {self.max_backoff}")
-        if self.lease <= 0 or self.flush_seconds < 0 or self.batch < 1:
-            raise ValueError("lease must be > 0, flush_seconds >= 0, batch >= 1")
+        if self.lease <= 0 or self.flush_seconds < 0 or self.batch < 1 or self.idle_poll <= 0:
+            raise ValueError("lease and idle_poll must be > 0, flush_seconds >= 0, batch >= 1")
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds to wait after the `attempts`-th failed try (1, 2, ...)."""
@@ -289,7 +291,7 @@ class Dispatcher:
         now = self.clock()
         if due is None and deadline is not None:
             return False
-        until = due if due is not None else now + 60.0
+        until = due if due is not None else now + self.config.idle_poll
         if deadline is not None:
             if now >= deadline:
                 return False

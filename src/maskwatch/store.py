@@ -241,3 +241,54 @@ def _alert(row: sqlite3.Row) -> Alert:
                  video_time=row["video_time"], box=None if box is None else tuple(json.loads(box)),
                  snapshot=row["snapshot"])
 
+
+
+# -- paged reading for the HTTP server (maskwatch serve) ----------------------
+
+
+def _alert_filter(source: str | None, since: float | None, until: float | None,
+                  labels: Collection[str] | None) -> tuple[str, list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    for clause, value in (("source = ?", source), ("time >= ?", since), ("time < ?", until)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    if labels:
+        where.append(f"label IN ({','.join('?' * len(labels))})")
+        params.extend(labels)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def alert_page(store: Store, source: str | None = None, since: float | None = None, until: float | None = None,
+               labels: Collection[str] | None = None, limit: int = 50,
+               offset: int = 0) -> tuple[int, list[tuple[Alert, bool]]]:
+    """(matching alerts in all, one page of them newest first as (alert without its snapshot, has a
+    snapshot)). Snapshots stay in the database: a page of 500 alerts must not load 500 JPEGs."""
+    where, params = _alert_filter(source, since, until, labels)
+    total = store.db.execute("SELECT COUNT(*) FROM alerts" + where, params).fetchone()[0]
+    rows = store.db.execute(
+        "SELECT id, source, track_id, label, confidence, first_seen, time, video_time, box, NULL AS snapshot,"
+        " snapshot IS NOT NULL AS has_snapshot FROM alerts" + where + " ORDER BY time DESC, id LIMIT ? OFFSET ?",
+        (*params, limit, offset)).fetchall()
+    return int(total), [(_alert(r), bool(r["has_snapshot"])) for r in rows]
+
+
+def alert_snapshot(store: Store, alert_id: str) -> bytes | None:
+    row = store.db.execute("SELECT snapshot FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+    return None if row is None else row["snapshot"]
+
+
+def alert_counts(store: Store, since: float | None = None) -> dict[str, int]:
+    """Alerts per label (raised at or after `since` when given)."""
+    where, params = _alert_filter(None, since, None, None)
+    return {label: n for label, n in store.db.execute(
+        "SELECT label, COUNT(*) FROM alerts" + where + " GROUP BY label", params)}
+
+
+def prune_snapshots(store: Store, before: float) -> int:
+    """Drop the face snapshots of alerts raised before `before` (the alerts stay); returns how many."""
+    with store._transaction():
+        cur = store.db.execute("UPDATE alerts SET snapshot = NULL WHERE snapshot IS NOT NULL AND time < ?",
+                               (before,))
+    return cur.rowcount
