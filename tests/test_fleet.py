@@ -66,10 +66,14 @@ def test_fleet_restarts_a_dead_camera_and_stores_all_alerts_once(ray_local, tmp_
     servers = [MjpegServer(frames, fps=25).start() for _ in range(2)]
     store = tmp_path / "events.sqlite"
     fleet = parse_fleet({"store": str(store), "options": "--alert-after 0 --alert-confidence 0.3",
+                         "cpus_per_camera": 0.5,  # 3 cameras on the 2 CPUs
                          "cameras": [{"name": "door", "source": servers[0].url},
-                                     {"name": "hall", "source": servers[1].url}]})
+                                     {"name": "hall", "source": servers[1].url},
+                                     {"name": "ghost", "source": str(tmp_path / "gone.mp4")}]})
     stop, results = threading.Event(), {}
-    runner = threading.Thread(target=lambda: results.update(run_fleet(fleet, stop, camera_cls=DiesOnce)))
+    lines: list[str] = []
+    runner = threading.Thread(target=lambda: results.update(
+        run_fleet(fleet, stop, camera_cls=DiesOnce, status_every=1, report=lines.append)))
     runner.start()
     marker = tmp_path / "door-died"
     try:
@@ -90,7 +94,9 @@ def test_fleet_restarts_a_dead_camera_and_stores_all_alerts_once(ray_local, tmp_
             s.kill()
     assert marker.exists(), "the door camera never died: the test tested nothing"
     assert {s.url for s in servers} <= after, f"alerts after the restart only from {after}"
-    assert set(results) == {"door", "hall"}
+    assert set(results) == {"door", "hall", "ghost"}
+    assert "gone.mp4: no such file" in results.pop("ghost")["error"]  # reported; the others went on
+    assert lines and "door: " in lines[-1]
     for name, r in results.items():
         assert "error" not in r, r
         assert r["frames"] > 0 and r["alerts"] >= 1, (name, r)

@@ -151,6 +151,8 @@ class Camera:
         self.config = video_config(args)
         self.outputs = video_outputs(args)
         self.alerting = make_alerting(args)
+        # Built twice (cli.make_pipeline has no config-only form; ~0.3 s per camera start) so that the
+        # camera's ONNX threads match the CPUs Ray reserved for it, not every core of the node.
         pipeline = make_pipeline(args)
         self.pipeline = type(pipeline)(replace(pipeline.config, threads=threads))
         self.source_raw = args.input
@@ -214,8 +216,7 @@ def run_fleet(fleet: FleetSpec, stop: threading.Event, camera_cls: type = Camera
                 results[cam.name] = _outcome(ref, cam)
             if status_every > 0 and report is not None and time.monotonic() - last >= status_every:
                 last = time.monotonic()
-                states = ray.get([a.status.remote() for _, a in running.values()], timeout=10)
-                report(", ".join(f"{s['camera']}: {s['frames']} frames" for s in states))
+                report(", ".join(_status(cam, actor) for cam, actor in running.values()))
     finally:
         for _, actor in running.values():
             actor.stop.remote()
@@ -224,6 +225,15 @@ def run_fleet(fleet: FleetSpec, stop: threading.Event, camera_cls: type = Camera
         for actor in actors:
             ray.kill(actor, no_restart=True)
     return results
+
+
+def _status(cam: CameraSpec, actor) -> str:
+    import ray
+
+    try:
+        return f"{cam.name}: {ray.get(actor.status.remote(), timeout=5)['frames']} frames"
+    except ray.exceptions.RayError:  # restarting, or busy past the timeout
+        return f"{cam.name}: restarting or not answering"
 
 
 def _outcome(ref, cam: CameraSpec, timeout: float | None = None) -> dict[str, Any]:
@@ -273,6 +283,11 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     try:
         print(f"{len(fleet.cameras)} cameras on Ray ({args.ray}); alerts stored in {fleet.store}; Ctrl-C to stop",
               flush=True)
+        here = next(n for n in ray.nodes() if n["NodeID"] == ray.get_runtime_context().get_node_id())
+        wanted, cpus = len(fleet.cameras) * fleet.cpus_per_camera, here["Resources"].get("CPU", 0)
+        if wanted > cpus:
+            print(f"warning: the cameras want {wanted:g} CPUs, this node has {cpus:g}: some wait until others stop "
+                  "(lower cpus_per_camera, or run a fleet per node)", file=sys.stderr)
         with stop_on_signals() as (stop, received):
             results = run_fleet(fleet, stop, status_every=args.status_every,
                                 report=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True))
