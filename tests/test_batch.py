@@ -222,6 +222,7 @@ def test_interrupted_run_resumes_without_loss_or_doubles(ray_local, photos: Path
     first = len(list((out / FACES_DIR).glob("part-*.parquet")))
     assert 0 < first < N_IMAGES, f"not interrupted mid-run ({first} parts): {printed[-2000:]}"
     assert proc.returncode == 130, printed[-2000:]
+    assert "interrupted: finished parts are kept" in printed
     (out / FACES_DIR / ".part-0123456789abcdef0123.99999.tmp").write_bytes(b"PAR1 half a part")
 
     items, _ = list_inputs([str(photos)])

@@ -531,6 +531,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print(f"maskwatch batch: the run failed: {exc}\nfinished parts are kept in {args.out}: the same command "
               "goes on from there", file=sys.stderr)
         return EXIT_SOME_FAILED
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished parts are kept in {args.out}: the same command goes on from there",
+              file=sys.stderr)
+        return 130
     finally:
         if started:
             ray.shutdown()
