@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml
 # The tests cover training too: torch==2.13.0 is the local CPU wheel.
 # mqtt: the MQTT alert sink's tests (they also need mosquitto, else they skip and say so).
 # server: the HTTP service's tests (the dashboard's also need chromium, else they skip and say so).
+# ray: `maskwatch batch` and `fleet` tests start a local Ray instance.
 $(VENV)/.train: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[dev,train,mqtt,server]'
+	$(BIN)/pip install -q -e '.[dev,train,mqtt,server,ray]'
 	touch $@
 
 demo: setup

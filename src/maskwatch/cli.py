@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from maskwatch.batch import add_batch_parser, cmd_batch
+from maskwatch.fleet import add_fleet_parser, cmd_fleet
 from maskwatch.types import DEFAULT_THRESHOLD, LABELS, FrameResult
 
 log = logging.getLogger("maskwatch")
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_gate_parser(sub)
     add_events_parser(sub)
     add_deliver_parser(sub)
+    add_batch_parser(sub)
+    add_fleet_parser(sub)
     from maskwatch.server import add_serve_parser
 
     add_serve_parser(sub)
@@ -779,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     commands = {"detect": cmd_detect, "evaluate": cmd_evaluate, "train": cmd_train, "synth": cmd_synth,
                 "video": cmd_video, "watch": cmd_watch, "gate": cmd_gate, "events": cmd_events,
-                "deliver": cmd_deliver, "serve": cmd_serve}
+                "deliver": cmd_deliver, "serve": cmd_serve, "batch": cmd_batch, "fleet": cmd_fleet}
     try:
         return commands[args.command](args)
     except FileNotFoundError as exc:
