@@ -114,3 +114,18 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance with 2 CPUs for one test module; its workers import this checkout and tests/."""
+    import logging
+    import os
+
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]'")
+    root = Path(__file__).resolve().parents[1]
+    paths = os.pathsep.join([str(root / "src"), str(root / "tests"), os.environ.get("PYTHONPATH", "")])
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": paths}})
+    yield
+    ray.shutdown()

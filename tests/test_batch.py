@@ -9,7 +9,6 @@ and a run whose worker process dies.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -92,15 +91,6 @@ def test_missing_input_and_other_settings_are_clear_errors(tmp_path: Path, capsy
 
 # --- on Ray --------------------------------------------------------------------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def ray_local():
-    """A local Ray instance with 2 CPUs; its workers import this checkout and this test module."""
-    paths = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": paths}})
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

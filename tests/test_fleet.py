@@ -4,7 +4,6 @@ dies and Ray restarts it; every alert lands in one SQLite store."""
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -50,14 +49,6 @@ class DiesOnce(Camera):
             marker.write_text(str(time.time()))
             os._exit(1)
 
-
-@pytest.fixture
-def ray_local():
-    paths = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": paths}})
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow

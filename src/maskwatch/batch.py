@@ -492,6 +492,22 @@ def connect(address: str, num_cpus: int | None) -> None:
         ray.init(address=address, **quiet)
 
 
+def start_ray(command: str, address: str, num_cpus: int | None) -> bool | None:
+    """Connect unless Ray already runs in this process: True when this call
+    started it (the caller shuts it down), False when it was running, None
+    when it cannot be reached (the reason printed, naming `command`)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        connect(address, num_cpus)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        print(f"maskwatch {command}: cannot start or reach Ray at {address!r}: {exc}", file=sys.stderr)
+        return None
+    return True
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from maskwatch.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, make_pipeline, progress_bar
 
@@ -515,13 +531,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if not todo:
         print(f"nothing to do: Parquet: {args.out / FACES_DIR}")
         return EXIT_OK
-    started = not ray.is_initialized()
-    if started:
-        try:
-            connect(args.ray, args.num_cpus)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            print(f"maskwatch batch: cannot start or reach Ray at {args.ray!r}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+    started = start_ray("batch", args.ray, args.num_cpus)
+    if started is None:
+        return EXIT_USAGE
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))
         print(f"Ray ({args.ray}): {cpus} CPUs, {args.cpus_per_actor:g} per actor", flush=True)

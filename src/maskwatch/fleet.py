@@ -263,7 +263,7 @@ def add_fleet_parser(sub) -> None:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
-    from maskwatch.batch import RAY_HINT, connect
+    from maskwatch.batch import RAY_HINT, start_ray
     from maskwatch.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, stop_on_signals
 
     try:
@@ -272,14 +272,9 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         print(RAY_HINT.replace("batch", "fleet"), file=sys.stderr)
         return EXIT_USAGE
     fleet = load_fleet(args.config)
-    started = not ray.is_initialized()
-    if started:
-        try:
-            connect(args.ray, args.num_cpus)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            print(f"maskwatch fleet: cannot start or reach Ray at {args.ray!r}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-
+    started = start_ray("fleet", args.ray, args.num_cpus)
+    if started is None:
+        return EXIT_USAGE
     try:
         print(f"{len(fleet.cameras)} cameras on Ray ({args.ray}); alerts stored in {fleet.store}; Ctrl-C to stop",
               flush=True)
