@@ -14,7 +14,17 @@ import pytest
 from maskwatch.compliance import compliance_over_time, people_per_label, summarize
 from maskwatch.evaluate import iou
 from maskwatch.pipeline import Pipeline
-from maskwatch.track import UNKNOWN, FaceTracker, Track, TrackConfig, counts_as_vote, decide, shifted, tally
+from maskwatch.track import (
+    UNKNOWN,
+    FaceTracker,
+    Track,
+    TrackConfig,
+    counts_as_vote,
+    decide,
+    join_retracked,
+    shifted,
+    tally,
+)
 from maskwatch.types import LABELS, Face, FrameResult
 from video_helpers import pan
 
@@ -215,3 +225,30 @@ def test_detect_every_third_frame_tracks_in_between(pipe: Pipeline, clip) -> Non
     moved = [b.box[0] - a.box[0] for a, b, tid in zip(results[6].faces, results[7].faces, results[6].extra["track_ids"],
                                                          strict=True) if tid is not None]
     assert len(moved) >= 6 and sum(3 < dx < 5 for dx in moved) >= len(moved) - 2, moved  # 4 px per frame
+
+
+def test_a_person_lost_for_a_moment_is_one_person_in_the_summary() -> None:
+    """The tracker lost person 1 at 5 s and found them again as track 2 at 5.5 s, in the same place:
+    one person, votes pooled; track 3 starts far away and track 4 too late: other people."""
+    def at(x: float) -> Face:
+        return Face(box=(x, 100, x + 40, 140), score=0.9)
+
+    w = dict.fromkeys(("mask", "no_mask", "incorrect"), 0.0)
+    tracks = [
+        Track(1, 0, 50, 0.0, 5.0, votes=2, weights={**w, "no_mask": 1.8}, label=UNKNOWN, face=at(100),
+              first_box=at(60).box),
+        Track(2, 55, 90, 5.5, 9.0, votes=2, weights={**w, "no_mask": 1.7}, label=UNKNOWN, face=at(160),
+              first_box=at(110).box),
+        Track(3, 55, 90, 5.5, 9.0, votes=3, weights={**w, "mask": 2.9}, label="mask", face=at(500),
+              first_box=at(400).box),
+        Track(4, 140, 150, 14.0, 15.0, votes=3, weights={**w, "mask": 2.9}, label="mask", face=at(160),
+              first_box=at(160).box),
+    ]
+    people = join_retracked(tracks, TrackConfig(min_votes=3, rejoin_seconds=2.0))
+    assert sorted(p.track_id for p in people) == [1, 3, 4]
+    one = next(p for p in people if p.track_id == 1)
+    assert (one.label, one.votes, one.last_time) == ("no_mask", 4, 9.0)  # neither half had enough votes alone
+    summary = summarize(tracks, 60, config=TrackConfig(min_votes=3))
+    assert summary["tracks"] == 4 and summary["people"] == 3
+    assert summary["people_per_label"] == {"mask": 2, "no_mask": 1, "incorrect": 0, UNKNOWN: 0}
+    assert summarize(tracks, 60, config=TrackConfig(min_votes=3, rejoin_seconds=0))["people"] == 4

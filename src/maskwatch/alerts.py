@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from maskwatch.track import near
 from maskwatch.types import LABELS, Box, FrameResult
 
 FORGET_SECONDS = 10.0
@@ -146,12 +147,6 @@ class _TrackState:
     """Frame time the current violation began; None while the person is fine."""
     since_wall: float = 0.0
     last_alert: float | None = None
-
-
-def near(a: Box, b: Box) -> bool:
-    """Centres closer than the larger box's size: where one person can move in a moment."""
-    reach = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1])
-    return abs((a[0] + a[2]) - (b[0] + b[2])) / 2 <= reach and abs((a[1] + a[3]) - (b[1] + b[3])) / 2 <= reach
 
 
 class AlertRules:

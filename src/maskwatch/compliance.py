@@ -1,6 +1,7 @@
 """Run summary of a video: people per voted label and compliance over time.
 
-A person is a track (see track.py). Compliance in a time bucket is the share
+A person is a track (see track.py), after `join_retracked` has merged the
+tracks of one person the tracker lost for a moment. Compliance in a time bucket is the share
 of the people seen in it whose voted label is `mask`, among those with a
 label (`unknown` tracks are counted but left out of the share: they had too
 little evidence either way). Pure functions, except `plot_compliance`,
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from maskwatch.track import UNKNOWN, Track
+from maskwatch.track import UNKNOWN, Track, TrackConfig, join_retracked
 from maskwatch.types import LABELS
 
 
@@ -48,15 +49,17 @@ def compliance_over_time(tracks: Sequence[Track], bucket_seconds: float = 60.0,
 
 
 def summarize(tracks: Sequence[Track], bucket_seconds: float = 60.0,
-              duration: float | None = None) -> dict[str, Any]:
-    counts = people_per_label(tracks)
+              duration: float | None = None, config: TrackConfig | None = None) -> dict[str, Any]:
+    people = join_retracked(tracks, config or TrackConfig())
+    counts = people_per_label(people)
     share = compliance(counts)
     return {
+        "tracks": len(tracks),
         "people": sum(counts.values()),
         "people_per_label": counts,
         "compliance": None if share is None else round(share, 4),
         "bucket_seconds": bucket_seconds,
-        "compliance_over_time": compliance_over_time(tracks, bucket_seconds, duration),
+        "compliance_over_time": compliance_over_time(people, bucket_seconds, duration),
     }
 
 

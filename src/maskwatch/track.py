@@ -23,13 +23,13 @@ between its last two detections), labels unchanged; they add no votes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from maskwatch.types import LABELS, Face, FrameResult
+from maskwatch.types import LABELS, Box, Face, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ class TrackConfig:
     `max_turn`: faces turned further from the camera than this do not vote
     (see `turn`; a frontal face is about 0, the Kaggle photos' faces reach
     0.6, a profile is above 1): a mask seen edge-on is easily misread.
+    `rejoin_seconds`: in the run summary, a track that starts where another
+    ended less than this long before is the same person, re-tracked after the
+    tracker lost them for a moment (see `join_retracked`); 0: never.
     """
 
     min_face: float = 24.0
@@ -67,6 +70,7 @@ class TrackConfig:
     min_iou: float = 0.2
     confirm_frames: int = 2
     max_turn: float = 0.8
+    rejoin_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         if self.min_votes < 1:
@@ -134,6 +138,8 @@ class Track:
     confidence: float = 0.0
     face: Face | None = None
     """The face at the last detection frame (for re-emitting in between)."""
+    first_box: Box | None = None
+    """Where the face was when the track began."""
     velocity: tuple[float, float] = (0.0, 0.0)
     """Box centre motion in pixels per second, between the last two detections."""
 
@@ -158,6 +164,37 @@ class Track:
                 "last_frame": self.last_frame, "frames": self.frames, "votes": self.votes,
                 "label": self.label, "confidence": round(self.confidence, 4),
                 "weights": {k: round(v, 4) for k, v in self.weights.items()}}
+
+
+def near(a: Box, b: Box) -> bool:
+    """Centres closer than the larger box's size: where one person can move in a moment."""
+    reach = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1])
+    return abs((a[0] + a[2]) - (b[0] + b[2])) / 2 <= reach and abs((a[1] + a[3]) - (b[1] + b[3])) / 2 <= reach
+
+
+def continues(earlier: Track, later: Track, rejoin_seconds: float) -> bool:
+    """Whether `later` starts where `earlier` vanished, moments after: one person re-tracked."""
+    gap = later.first_time - earlier.last_time
+    return (0 <= gap <= rejoin_seconds and earlier.face is not None and later.first_box is not None
+            and near(earlier.face.box, later.first_box))
+
+
+def join_retracked(tracks: Sequence[Track], config: TrackConfig) -> list[Track]:
+    """One track per person: a track that `continues` another is merged into
+    it (votes pooled, label decided again, the first track's id kept)."""
+    people: list[Track] = []
+    for t in sorted(tracks, key=lambda t: (t.first_time, t.track_id)):
+        k = next((i for i in range(len(people) - 1, -1, -1) if continues(people[i], t, config.rejoin_seconds)), None)
+        if k is None:
+            people.append(t)
+            continue
+        p = people[k]
+        weights = {label: p.weights[label] + t.weights[label] for label in LABELS}
+        label, confidence = decide(weights, p.votes + t.votes, config)
+        people[k] = replace(p, last_frame=t.last_frame, last_time=t.last_time, frames=p.frames + t.frames,
+                            votes=p.votes + t.votes, weights=weights, label=label, confidence=confidence,
+                            face=t.face, velocity=t.velocity)
+    return people
 
 
 def centre(face: Face) -> tuple[float, float]:
@@ -230,7 +267,7 @@ class FaceTracker:
                 continue
             track = self.tracks.get(tid)
             if track is None:
-                track = Track(tid, frame, frame, time, time, frames=0)
+                track = Track(tid, frame, frame, time, time, frames=0, first_box=face.box)
             self.tracks[tid] = track.seen(face, frame, time, self.config)
         self._held = list(zip(result.faces, ids, strict=True))
         self._held_time = time

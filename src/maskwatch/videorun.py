@@ -311,5 +311,5 @@ def run_summary(source: FrameSource, stats: RunStats, cfg: VideoConfig, duration
         "interrupted": stats.interrupted,
         "source_stats": source.stats.to_dict(),
     }
-    summary.update(summarize(stats.tracks, cfg.bucket_seconds, duration))
+    summary.update(summarize(stats.tracks, cfg.bucket_seconds, duration, cfg.track))
     return summary
