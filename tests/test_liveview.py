@@ -128,3 +128,17 @@ def test_watch_a_live_camera_with_alerts_and_the_live_view(tmp_path: Path) -> No
         alerts = db.query()
     assert {a.alert.label for a in alerts} <= {"no_mask", "incorrect"} and len(alerts) >= 2
     assert {a.alert.id for a in alerts} == set(hook.keys)  # each stored alert arrived, once
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_bad_port_is_refused_by_name(port: str, capsys) -> None:
+    from maskwatch.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["gate", "clip.mp4", "--show-port", port])
+    assert exit_.value.code == 2 and "--show-port" in capsys.readouterr().err
+
+
+def test_a_port_out_of_range_is_a_clear_error_in_the_library() -> None:
+    with pytest.raises(RuntimeError, match="cannot serve the live view on 127.0.0.1:70000"):
+        LiveView(port=70000).start()

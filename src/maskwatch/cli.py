@@ -119,11 +119,22 @@ def add_track_options(v: argparse.ArgumentParser) -> None:
                    help="seconds per compliance-over-time bucket in the summary. Default: 60")
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
+    return port
+
+
 def add_show_options(v: argparse.ArgumentParser, default: bool) -> None:
     v.add_argument("--show", action=argparse.BooleanOptionalAction, default=default,
                    help="serve the annotated live view on http://127.0.0.1:PORT/ (open it in a browser; a kiosk: "
                         f"chromium --kiosk URL). Default: {'on' if default else 'off'}")
-    v.add_argument("--show-port", type=int, default=8765, metavar="PORT",
+    v.add_argument("--show-port", type=port_number, default=8765, metavar="PORT",
                    help="port of the live view, on loopback only (0: any free port). Default: 8765")
 
 

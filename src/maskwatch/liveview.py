@@ -78,8 +78,9 @@ class LiveView:
     def start(self) -> LiveView:
         try:
             self._server = ThreadingHTTPServer((self.host, self.port), self._handler())
-        except OSError as exc:
-            raise RuntimeError(f"cannot serve the live view on {self.host}:{self.port}: {exc.strerror or exc} "
+        except (OSError, OverflowError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise RuntimeError(f"cannot serve the live view on {self.host}:{self.port}: {reason} "
                                "(choose another port)") from exc
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
