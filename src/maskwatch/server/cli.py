@@ -10,12 +10,14 @@ log = logging.getLogger(__name__)
 
 
 def add_serve_parser(sub) -> None:
+    from maskwatch.cli import port_number
+
     s = sub.add_parser("serve", help="HTTP API, dashboard and live cameras (needs the server extra)",
                        description="Options not given here are read from MASKWATCH_* environment variables "
                                    "(MASKWATCH_API_KEY, MASKWATCH_MAX_UPLOAD_BYTES, ...: see the README).")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 0.0.0.0 exposes the server to the network. Default: 127.0.0.1")
-    s.add_argument("--port", type=int, default=8000, help="0 picks a free port. Default: 8000")
+    s.add_argument("--port", type=port_number, default=8000, help="0 picks a free port. Default: 8000")
     s.add_argument("--data-dir", type=Path, default=None,
                    help="cameras.json and the event store. Default: $MASKWATCH_DATA_DIR or ./maskwatch-data")
     s.add_argument("--workers", type=int, default=None,
