@@ -712,7 +712,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
     from maskwatch.annotate import annotate, banner
-    from maskwatch.gate import NO_FACE, Gate, GateConfig
+    from maskwatch.gate import NO_FACE, Gate, GateConfig, pick_face
     from maskwatch.video import open_source
     from maskwatch.videorun import VideoConfig, run_video
 
@@ -734,7 +734,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         if view is not None:
             shown = gate.current
             verdict, message = (NO_FACE, "checking...") if shown is None else (shown.verdict, shown.message)
-            chosen = [f for f in result.faces if shown is not None and f.box == shown.box]
+            face = pick_face(result.faces, result.width, result.height, gate.config.centre)
+            chosen = [face] if face is not None else []  # the face the gate judges now
             view.publish(lambda: banner(annotate(rgb, chosen), verdict.replace("_", " ").upper(), message, verdict),
                          {"status": f"{verdict}: {message}", "verdict": None if shown is None else shown.to_dict()})
 
