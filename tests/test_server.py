@@ -7,6 +7,7 @@ loopback, fed by the MJPEG test server of video_helpers.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
@@ -105,6 +106,17 @@ def test_detect_annotated_jpeg(client: TestClient) -> None:
     img = Image.open(io.BytesIO(r.content))
     assert img.format == "JPEG" and img.size == Image.open(PHOTO).size
     assert int(r.headers["x-faces"]) >= 6
+
+
+def test_detect_json_with_the_annotated_image(client: TestClient) -> None:
+    """One inference for the upload page: the JSON result and the picture together."""
+    plain = client.post("/v1/detect", content=PHOTO.read_bytes()).json()
+    r = client.post("/v1/detect?with_image=true", content=PHOTO.read_bytes())
+    assert r.status_code == 200
+    both = r.json()
+    img = Image.open(io.BytesIO(base64.b64decode(both.pop("annotated_jpeg"))))
+    assert img.format == "JPEG" and img.size == Image.open(PHOTO).size
+    assert both == plain and "annotated_jpeg" not in plain
 
 
 def test_content_is_sniffed_not_trusted(client: TestClient) -> None:

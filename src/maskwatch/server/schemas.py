@@ -41,6 +41,7 @@ class DetectResult(BaseModel):
     faces: list[FaceOut]
     error: str | None = None
     orientation: int | None = Field(None, description="EXIF orientation when not 1 (boxes stay in stored pixels)")
+    annotated_jpeg: str | None = Field(None, description="with ?with_image=true: the annotated image, base64 JPEG")
 
 
 class BatchItem(DetectResult):

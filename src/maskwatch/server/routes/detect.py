@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Annotated, Any
 
@@ -79,6 +80,8 @@ async def upload_of(request: Request, max_files: int) -> list[tuple[str, bytes]]
                         **problems(400, 401, 413, 415, 422, 503)})
 async def detect(request: Request, state: StateDep,
                  annotated: Annotated[bool, Query(description="answer with the annotated JPEG instead")] = False,
+                 with_image: Annotated[bool, Query(description="add the annotated JPEG to the JSON (base64, "
+                                                               "`annotated_jpeg`): one inference for both")] = False,
                  ) -> Any:
     """Find the faces in one photo and label each `mask`, `no_mask` or `incorrect`."""
     files = await upload_of(request, max_files=1)
@@ -87,7 +90,8 @@ async def detect(request: Request, state: StateDep,
                                  f"(got {len(files)} files)")
     name, data = files[0]
     try:
-        analysis: Analysis = await state.pool.run(analyze_job(data, name, state.settings.max_pixels, annotated))
+        analysis: Analysis = await state.pool.run(analyze_job(data, name, state.settings.max_pixels,
+                                                              annotated or with_image))
     except (PoolFull, PoolClosed) as exc:
         raise busy(state, exc) from None
     except InputError as exc:
@@ -97,7 +101,10 @@ async def detect(request: Request, state: StateDep,
         assert analysis.jpeg is not None
         return Response(analysis.jpeg, media_type="image/jpeg",
                         headers={"X-Faces": str(len(analysis.result.faces))})
-    return analysis.result.to_dict()
+    out = analysis.result.to_dict()
+    if with_image and analysis.jpeg is not None:
+        out["annotated_jpeg"] = base64.b64encode(analysis.jpeg).decode("ascii")
+    return out
 
 
 @router.post("/batch", response_model=BatchResult, response_model_exclude_none=True, openapi_extra=BATCH_BODY,

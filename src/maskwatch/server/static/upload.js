@@ -1,7 +1,6 @@
-// The upload page: one photo to /v1/detect, the JSON for the table and ?annotated=true for the picture.
+// The upload page: one photo to /v1/detect?with_image=true: the JSON for the table and the annotated picture
+// from one inference.
 "use strict";
-
-let shownUrl = null;
 
 document.getElementById("upload").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -11,13 +10,8 @@ document.getElementById("upload").addEventListener("submit", async (event) => {
   try {
     const form = new FormData();
     form.append("file", file);
-    const result = await (await api("/v1/detect", { method: "POST", body: form })).json();
-    const pic = new FormData();
-    pic.append("file", file);
-    const jpeg = await (await api("/v1/detect?annotated=true", { method: "POST", body: pic })).blob();
-    if (shownUrl) URL.revokeObjectURL(shownUrl);
-    shownUrl = URL.createObjectURL(jpeg);
-    document.getElementById("annotated").src = shownUrl;
+    const result = await (await api("/v1/detect?with_image=true", { method: "POST", body: form })).json();
+    document.getElementById("annotated").src = "data:image/jpeg;base64," + result.annotated_jpeg;
     const counts = { mask: 0, no_mask: 0, incorrect: 0 };
     for (const f of result.faces) counts[f.label] += 1;
     const n = result.faces.length;
