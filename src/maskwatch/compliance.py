@@ -41,11 +41,16 @@ def compliance_over_time(tracks: Sequence[Track], bucket_seconds: float = 60.0,
     rows = []
     for k in range(n):
         lo, hi = k * bucket_seconds, (k + 1) * bucket_seconds
-        counts = people_per_label([t for t in tracks if t.first_time < hi and t.last_time >= lo])
-        share = compliance(counts)
-        rows.append({"start": round(lo, 3), "people": sum(counts.values()), **counts,
-                     "compliance": None if share is None else round(share, 4)})
+        rows.append(bucket_row(round(lo, 3), people_per_label([t for t in tracks if t.first_time < hi
+                                                               and t.last_time >= lo])))
     return rows
+
+
+def bucket_row(start: float, counts: dict[str, int]) -> dict[str, Any]:
+    """One compliance-over-time row: the bucket's start, people seen per label, compliance."""
+    share = compliance(counts)
+    return {"start": start, "people": sum(counts.values()), **counts,
+            "compliance": None if share is None else round(share, 4)}
 
 
 def summarize(tracks: Sequence[Track], bucket_seconds: float = 60.0,

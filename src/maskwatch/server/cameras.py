@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from maskwatch.alerts import AlertConfig
+from maskwatch.compliance import bucket_row
 from maskwatch.pipeline import Pipeline, PipelineConfig
 from maskwatch.server.imaging import encode_jpeg
 from maskwatch.sinks import make_sinks
@@ -106,11 +107,6 @@ class Bucket:
         for label in self.people.values():
             out[label] = out.get(label, 0) + 1
         return out
-
-
-def share(counts: dict[str, int]) -> float | None:
-    labelled = sum(counts.get(k, 0) for k in LABELS)
-    return None if not labelled else counts["mask"] / labelled
 
 
 class Camera:
@@ -229,14 +225,9 @@ class Camera:
     # -- views ---------------------------------------------------------------
 
     def compliance_history(self) -> list[dict[str, Any]]:
-        out = []
         with self._state:
             buckets = [(b.start, b.counts()) for b in self.history]
-        for start, counts in buckets:
-            value = share(counts)
-            out.append({"start": start, "people": sum(counts.values()), **counts,
-                        "compliance": None if value is None else round(value, 4)})
-        return out
+        return [bucket_row(start, counts) for start, counts in buckets]
 
     def view(self) -> dict[str, Any]:
         """The camera as the API shows it (JSON-ready)."""
