@@ -210,18 +210,8 @@ class Store:
     def query(self, since: float | None = None, until: float | None = None,
               labels: Collection[str] | None = None, limit: int | None = None) -> list[StoredAlert]:
         """Alerts raised in [since, until), oldest first, with their delivery state."""
-        where: list[str] = []
-        params: list[object] = []
-        if since is not None:
-            where.append("time >= ?")
-            params.append(since)
-        if until is not None:
-            where.append("time < ?")
-            params.append(until)
-        if labels:
-            where.append(f"label IN ({','.join('?' * len(labels))})")
-            params.extend(labels)
-        sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time, id"
+        where, params = _alert_filter(None, since, until, labels)
+        sql = "SELECT * FROM alerts" + where + " ORDER BY time, id"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
